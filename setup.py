@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="compress",
+    version="0.1.0",
+    description="Schedule-driven pruning and quantization of recurrent networks (Distiller-compatible YAML).",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["compress", "compress.*", "models", "models.*"]),
+    install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
+    extras_require={
+        "test": ["pytest"],
+        "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
+    },
+    entry_points={"console_scripts": ["compress=compress.cli:main"]},
+)
