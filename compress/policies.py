@@ -49,6 +49,14 @@ class ScheduledTrainingPolicy:
 
     timing: Timing
 
+    @property
+    def algorithm(self) -> str:
+        """Class name of what the policy runs; saved with the state so a resume can check it is the same."""
+        for attr in ("pruner", "regularizer", "lr_scheduler", "quantizer"):
+            if hasattr(self, attr):
+                return type(getattr(self, attr)).__name__
+        return type(self).__name__
+
     def on_epoch_begin(self, ctx: HookContext, **kwargs: Any) -> None:
         """Start of an active epoch."""
 

@@ -366,7 +366,8 @@ class _Builder:
         instance = self.instances[section][name]
         try:
             if kind == "pruner":
-                policy = PruningPolicy(instance, args)
+                # a pruner family that needs other hooks (dynamic sparsity, iterative search) names its policy
+                policy = getattr(type(instance), "policy_class", PruningPolicy)(instance, args)
             elif kind == "regularizer":
                 policy = RegularizationPolicy(instance, **args)
             else:

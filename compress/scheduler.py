@@ -165,7 +165,8 @@ class CompressionScheduler:
             "format": STATE_FORMAT,
             "version": 1,
             "masks": self.masks.state_dict(),
-            "policies": [{"kind": k, "name": n, "state": p.state_dict()} for k, n, p in self.policies],
+            "policies": [{"kind": k, "name": n, "class": p.algorithm, "state": p.state_dict()}
+                         for k, n, p in self.policies],
             "position": {"epoch": self.epoch, "minibatch_id": self.minibatch_id},
         }
 
@@ -177,8 +178,8 @@ class CompressionScheduler:
             return
         if state.get("format") != STATE_FORMAT:
             raise CheckpointError("not a compress scheduler state (no 'format': 'compress.scheduler')")
-        mine = [(k, n) for k, n, _ in self.policies]
-        theirs = [(p.get("kind"), p.get("name")) for p in state.get("policies", [])]
+        mine = [(k, n, p.algorithm) for k, n, p in self.policies]
+        theirs = [(p.get("kind"), p.get("name"), p.get("class")) for p in state.get("policies", [])]
         if mine != theirs:
             raise CheckpointError(f"the saved scheduler has policies {theirs}, this one has {mine}: "
                                   f"resume with the schedule the checkpoint was made with")

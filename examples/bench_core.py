@@ -1,0 +1,166 @@
+"""Benchmark: training-step overhead of the compression scheduler, and global threshold selection time.
+
+Prints, from one run:
+1. ms per training step of a word-LM (2-layer LSTM, tied, batch 20, bptt 35, WikiText-2 vocabulary) in a plain
+   loop, with the compress scheduler active (masks on every weight matrix, applied every step), and with
+   ``torch.nn.utils.prune`` masks on the same weights; the ratios to the plain loop. The three loops run
+   interleaved, in rounds, so drifts of clock and temperature hit them alike; the median round counts.
+2. ms to find one global magnitude threshold over N weights with compress.threshold, beside ``torch.kthvalue``.
+
+    python examples/bench_core.py --cuda                      # sizes 650 1500, thresholds 1e7 1e8 1e9
+    python examples/bench_core.py --sizes 200 --thresholds 1e6 1e7 --steps 5   # a quick CPU run
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tabulate import tabulate
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import compress  # noqa: E402
+from compress.threshold import magnitude_threshold  # noqa: E402
+from models import RNNModel  # noqa: E402
+
+SCHEDULE = {
+    "pruners": {"all": {"class": "AutomatedGradualPruner", "initial_sparsity": 0.5, "final_sparsity": 0.8,
+                        "weights": ["rnn.weight_*", "encoder.weight"]}},
+    "policies": [{"pruner": {"instance_name": "all"}, "starting_epoch": 0, "ending_epoch": 10}],
+}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_run(kind, size, vocab, device, seed=0):
+    """A closure doing one training step of the given kind, and its model."""
+    torch.manual_seed(seed)
+    model = RNNModel("LSTM", vocab, size, size, 2, dropout=0.5, tie_weights=True).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = None
+    if kind == "compress":
+        scheduler = compress.dict_config(model, optimizer, SCHEDULE)
+        scheduler.on_epoch_begin(0)
+    elif kind == "torch.prune":
+        import torch.nn.utils.prune as prune
+        params = [(model.rnn, n) for n, _ in list(model.rnn.named_parameters()) if n.startswith("weight")]
+        params.append((model.encoder, "weight"))
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.5)
+    data = torch.randint(0, vocab, (35, 20), device=device)
+    target = torch.randint(0, vocab, (35 * 20,), device=device)
+    hidden = model.init_hidden(20)
+    step_id = [0]
+
+    def step():
+        i = step_id[0]
+        step_id[0] += 1
+        if scheduler:
+            scheduler.on_minibatch_begin(0, i, 10 ** 9, optimizer)
+        output, _ = model(data, hidden)
+        loss = F.cross_entropy(output.view(-1, vocab), target)
+        if scheduler:
+            loss = scheduler.before_backward_pass(0, i, 10 ** 9, loss, optimizer)
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        if scheduler:
+            scheduler.before_parameter_optimization(0, i, 10 ** 9, optimizer)
+        optimizer.step()
+        if scheduler:
+            scheduler.on_minibatch_end(0, i, 10 ** 9, optimizer)
+
+    return step
+
+
+def time_steps(step, n, device):
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    sync(device)
+    return (time.perf_counter() - t0) * 1000 / n
+
+
+def bench_overhead(sizes, vocab, device, steps, rounds):
+    rows = []
+    kinds = ["plain", "compress", "torch.prune"]
+    for size in sizes:
+        runs = {k: make_run(k, size, vocab, device) for k in kinds}
+        for k in kinds:  # warm-up: cuDNN plans, allocator
+            time_steps(runs[k], 3, device)
+        times = {k: [] for k in kinds}
+        for _ in range(rounds):
+            for k in kinds:
+                times[k].append(time_steps(runs[k], steps, device))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append([f"2x{size}", f"{med['plain']:.2f}", f"{med['compress']:.2f}", f"{med['torch.prune']:.2f}",
+                     f"{med['compress'] / med['plain']:.3f}", f"{med['torch.prune'] / med['plain']:.3f}"])
+        del runs
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return tabulate(rows, headers=["LSTM LM", "plain ms/step", "compress ms/step", "torch.prune ms/step",
+                                   "compress / plain", "torch.prune / plain"], tablefmt="psql")
+
+
+def bench_threshold(sizes, device, repeat):
+    rows = []
+    for n in sizes:
+        n = int(float(n))
+        parts = max(1, n // 250_000_000)  # 1e9 as 4 tensors: a weight list, as a global budget sees it
+        gen = torch.Generator(device=device).manual_seed(0)
+        tensors = [torch.randn(n // parts, device=device, generator=gen) for _ in range(parts)]
+        magnitude_threshold(tensors, 0.8)
+        ours = []
+        for _ in range(repeat):
+            sync(device)
+            t0 = time.perf_counter()
+            t = magnitude_threshold(tensors, 0.8)
+            sync(device)
+            ours.append((time.perf_counter() - t0) * 1000)
+        ref_ms, match = "n/a", "-"
+        if n <= 100_000_000:
+            flat = torch.cat([x.abs() for x in tensors])
+            k = int(0.8 * flat.numel())
+            sync(device)
+            t0 = time.perf_counter()
+            ref = flat.kthvalue(k).values
+            sync(device)
+            ref_ms = f"{(time.perf_counter() - t0) * 1000:.1f}"
+            match = "yes" if float(ref) == float(t) else f"NO ({float(ref)} vs {float(t)})"
+            del flat
+        rows.append([f"{n:.0e}", parts, f"{statistics.median(ours):.2f}", ref_ms, match])
+        del tensors
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return tabulate(rows, headers=["weights", "tensors", "compress ms", "kthvalue ms", "exact"], tablefmt="psql")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cuda", action="store_true")
+    p.add_argument("--sizes", type=int, nargs="*", default=[650, 1500])
+    p.add_argument("--vocab", type=int, default=33278)
+    p.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--thresholds", nargs="*", default=["1e7", "1e8", "1e9"])
+    p.add_argument("--repeat", type=int, default=10)
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if args.cuda else "cpu")
+    name = torch.cuda.get_device_name() if args.cuda else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}, torch {torch.__version__}")
+    if args.sizes:
+        print(bench_overhead(args.sizes, args.vocab, device, args.steps, args.rounds))
+    if args.thresholds:
+        print(bench_threshold(args.thresholds, device, args.repeat))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+DISTILLER_SCHEDULES = os.path.join(ROOT, "..", "shared", "docs", "distiller-schedules")
+
+
+def shared_data_root() -> str:
+    return os.environ.get("COMPRESS_DATA", os.path.join(ROOT, "..", "shared", "data"))
+
+
+@pytest.fixture
+def tiny_lm():
+    """A tied 2-layer LSTM word LM with the parameter names of PyTorch's example."""
+    from models import RNNModel
+
+    torch.manual_seed(0)
+    return RNNModel("LSTM", 50, 16, 16, 2, dropout=0.0, tie_weights=True)

@@ -1,0 +1,52 @@
+"""Distiller's word-LM schedules load and run unchanged on the example model built with their names."""
+import glob
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import compress
+from compress.summary import sparsity_summary
+from conftest import DISTILLER_SCHEDULES
+from models import RNNModel
+
+FILES = sorted(glob.glob(os.path.join(DISTILLER_SCHEDULES, "word_lang_model*.yaml")))
+
+
+def test_fixtures_are_present():
+    if not os.path.isdir(DISTILLER_SCHEDULES):
+        pytest.skip(f"Distiller's schedules are not at {DISTILLER_SCHEDULES} (they ship in ../shared/docs)")
+    assert len(FILES) == 8
+
+
+@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
+def test_distiller_schedule_runs_unchanged(path):
+    torch.manual_seed(0)
+    # the LARGE model's shape (2 layers, tied) at a small width: the schedules only depend on the names
+    model = RNNModel("LSTM", 60, 24, 24, 2, dropout=0.65, tie_weights=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=20, weight_decay=1e-6)
+    scheduler = compress.file_config(model, None, path)   # Distiller's example passes no optimizer
+    last = max(p.timing.ending for _, _, p in scheduler.policies)
+    data = torch.randint(0, 60, (8, 4))
+    for epoch in range(last + 1):
+        scheduler.on_epoch_begin(epoch)
+        for i in range(2):
+            scheduler.on_minibatch_begin(epoch, i, 2)
+            out, _ = model(data, model.init_hidden(4))
+            loss = scheduler.before_backward_pass(epoch, i, 2, F.cross_entropy(out.view(-1, 60), data.view(-1)))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+            optimizer.step()
+            scheduler.on_minibatch_end(epoch, i, 2)
+        scheduler.on_epoch_end(epoch)
+    rows = {r.name: r for r in sparsity_summary(model)}
+    for _, name, policy in scheduler.policies:
+        pruner = policy.pruner
+        for weight in pruner.weights:
+            sparsity = rows[weight].fine / 100
+            if isinstance(pruner, compress.AutomatedGradualPruner):
+                assert sparsity == pytest.approx(pruner.final_sparsity, abs=0.01), (name, weight)
+            else:
+                assert sparsity > 0, (name, weight)
