@@ -25,8 +25,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import compress  # noqa: E402
+from compress.schedule import read_schedule  # noqa: E402
 from compress.summary import sparsity_summary, sparsity_total  # noqa: E402
 from models import RNNModel, batchify, get_batch, load_corpus, repackage_hidden, synthetic_corpus  # noqa: E402
+from models.sparse_lm import SPARSE_MODES, SparseRNNModel  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,9 +60,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--name", help="experiment name in the perplexity table (default: the schedule's file name)")
     p.add_argument("--results", help="append the final row as JSON to this file")
     p.add_argument("--max-train-batches", type=int, default=0, help="cap minibatches per epoch (0: all)")
+    p.add_argument("--time-budget", type=float, default=0,
+                   help="seconds: stop after the last epoch that fits (with --save, continue later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--synthetic-tokens", type=int, default=100_000, help="train tokens of the embedded corpus")
+    sparse = p.add_argument_group("predefined sparseness (SparseSeqModels' flags; any of them builds a SparseRNNModel)")
+    sparse.add_argument("--sparse-mode", "--sparse_mode", dest="sparse_mode", choices=SPARSE_MODES,
+                        help="which sizes are widened and paid for with block-sparse LSTM layers (models/sparse_lm.py)")
+    sparse.add_argument("--sparse-fract", "--sparse_fract", dest="sparse_fract", type=float, default=1.0,
+                        help="reduction of the widened sizes, e.g. 0.66666 with --nhid 1725 = the budget of 1150")
+    sparse.add_argument("--emblocks", type=int, default=1, help="column blocks of a block-sparse embedding")
+    sparse.add_argument("--emdensity", type=float, default=1.0, help="trainable share of the block-sparse embedding")
+    sparse.add_argument("--vocab-order", "--vocab_order", dest="vocab_order", default="auto",
+                        choices=["auto", "none", "up", "down"],
+                        help="word id order: up = rarest first; auto = up when the embedding is block-sparse "
+                             "(--emblocks > 1, or a BlockEmbeddingPruner in the schedule), else none")
     return p.parse_args(argv)
+
+
+def vocab_order(args: argparse.Namespace) -> str:
+    """The vocabulary order the flags ask for; ``auto`` sorts rarest first only for block-sparse embeddings."""
+    if args.vocab_order != "auto":
+        return args.vocab_order
+    if args.emblocks > 1 or args.emdensity < 1:
+        return "up"
+    if args.schedule:
+        data, _ = read_schedule(args.schedule)
+        pruners = data.get("pruners") if isinstance(data, dict) else None
+        if isinstance(pruners, dict) and any(isinstance(spec, dict) and spec.get("class") == "BlockEmbeddingPruner"
+                                             for spec in pruners.values()):
+            return "up"
+    return "none"
 
 
 class Progress:
@@ -102,6 +132,11 @@ def evaluate(model, source: torch.Tensor, bptt: int, batch_size: int) -> float:
 
 def build_model(args, ntokens: int) -> torch.nn.Module:
     """The model the flags describe."""
+    if args.sparse_mode or args.emblocks > 1 or args.emdensity < 1:
+        if args.model != "LSTM":
+            raise SystemExit(f"--sparse-mode/--emblocks build LSTM layers; --model {args.model} is not supported")
+        return SparseRNNModel(ntokens, args.emsize, args.nhid, args.nlayers, args.dropout, args.tied,
+                              args.sparse_mode or "direct", args.sparse_fract, args.emblocks, args.emdensity)
     return RNNModel(args.model, ntokens, args.emsize, args.nhid, args.nlayers, args.dropout, args.tied)
 
 
@@ -111,10 +146,10 @@ def main(argv=None) -> Dict[str, object]:
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if args.cuda else "cpu")
     if args.data:
-        corpus = load_corpus(args.data)
+        corpus = load_corpus(args.data, sort_vocab=vocab_order(args))
         best = None
     else:
-        corpus = synthetic_corpus(seed=0, train_tokens=args.synthetic_tokens)
+        corpus = synthetic_corpus(seed=0, train_tokens=args.synthetic_tokens, sort_vocab=vocab_order(args))
         best = corpus.best_perplexity("test")
     ntokens = len(corpus.dictionary)
     train_data = batchify(corpus.train, args.batch_size, device)
@@ -139,7 +174,11 @@ def main(argv=None) -> Dict[str, object]:
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters, {ntokens} words, {steps} minibatches/epoch, "
           f"{len(scheduler.policies)} policies" + (f", best achievable test ppl {best:.2f}" if best else ""))
     started = time.time()
+    epoch_seconds = 0.0
     for epoch in range(start_epoch, args.epochs):
+        if args.time_budget and time.time() - started + epoch_seconds > args.time_budget:
+            print(f"time budget reached after epoch {epoch - 1}; continue with --resume {args.save}")
+            return {"unfinished": True, "epoch": epoch - 1}
         epoch_start = time.time()
         scheduler.on_epoch_begin(epoch, optimizer)
         model.train()
@@ -162,7 +201,7 @@ def main(argv=None) -> Dict[str, object]:
                 bar.update(batch + 1, loss.item(), optimizer.param_groups[0]["lr"])
         bar.close()
         val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
-        total = sparsity_total(sparsity_summary(model))
+        total = sparsity_total(sparsity_summary(compress.dense_equivalent(model)))
         print(f"| end of epoch {epoch:3d} | {time.time() - epoch_start:5.1f}s | lr {optimizer.param_groups[0]['lr']:g} "
               f"| valid ppl {math.exp(val_loss):8.2f} | sparsity {total.sparsity:5.2f}%")
         if not schedule_drives_lr and val_loss >= best_val and args.anneal > 1:
@@ -171,12 +210,14 @@ def main(argv=None) -> Dict[str, object]:
         best_val = min(best_val, val_loss)
         scheduler.on_epoch_end(epoch, optimizer, metrics={"min": val_loss, "max": -val_loss})
         if args.save:
-            compress.save_checkpoint(args.save, model, optimizer, scheduler, epoch=epoch, best_val=best_val)
+            compress.save_checkpoint(args.save, model, optimizer, scheduler, epoch=epoch, best_val=best_val,
+                                     args=vars(args))
+        epoch_seconds = max(epoch_seconds, time.time() - epoch_start)
 
     # As in Distiller, the final (fully pruned) model is tested, not the best-validation one.
     val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
     test_loss = evaluate(model, test_data, args.bptt, args.eval_batch_size)
-    rows = sparsity_summary(model)
+    rows = sparsity_summary(compress.dense_equivalent(model))
     total = sparsity_total(rows)
     result = {"name": args.name or (os.path.basename(args.schedule) if args.schedule else "dense"),
               "sparsity": total.sparsity / 100, "nnz": total.nnz,
