@@ -16,10 +16,14 @@ selection in the spirit of Floyd and Rivest:
    target rank with a safety margin of ``margin_sigmas`` binomial standard
    deviations (the miss probability at the default of 5 is below 1e-6).
 3. One streaming pass over the data, chunk by chunk, counts the elements
-   ``< lo``, ``<= lo``, ``< hi``, ``<= hi`` and gathers the few candidates
-   strictly between ``lo`` and ``hi``.  Ties at ``lo``/``hi`` are counted, not
-   gathered, so heavy ties (e.g. half of the weights already pruned to zero)
-   cost nothing extra.
+   ``< lo`` and ``<= hi`` and gathers the few candidates ``lo <= |x| <= hi``.
+   When the sample shows repeated values at ``lo`` or ``hi`` (heavy ties, e.g.
+   half of the weights already pruned to zero), or the gather overflows, the
+   pass instead counts ``< lo``, ``<= lo``, ``< hi``, ``<= hi`` and gathers
+   only the strict interior, so ties are counted, never gathered.
+   On CUDA this pass is one fused Triton kernel per chunk when Triton is
+   available (one read of the data, no full-size temporaries; the first call
+   compiles it), else a handful of torch ops per chunk.
 4. The answer is ``lo``, ``hi`` or an order statistic of the candidates, decided
    from the exact counts, so the result is always exact.  When the bracket
    misses the rank (or would gather too many candidates), an exact radix
@@ -29,8 +33,12 @@ selection in the spirit of Floyd and Rivest:
 Memory: inputs are never concatenated as a whole.  Large tensors are processed
 as 1-D views in chunks of ``chunk_size`` elements; small tensors are grouped and
 concatenated into buffers of at most ``chunk_size`` elements, so the
-temporaries stay bounded (about 1.75 bytes per element of ``chunk_size`` beside
-one float32 chunk) at any input size.
+temporaries stay bounded (one working-dtype chunk plus two or three bool
+chunks, or none with the Triton kernel, plus the candidates) at any input size.
+
+Speed (median, float32, sparsity 0.8, one H100; ``torch.kthvalue`` beside):
+1e7 elements ~0.7 ms (kthvalue 62 ms), 1e8 ~1 ms (712 ms), 1e9 ~5 ms in
+8 tensors (torch ops without Triton: 2.3 ms at 1e8, 18 ms at 1e9).
 
 Semantics (matching ``torch.kthvalue`` on the float32 magnitudes):
 
@@ -67,7 +75,8 @@ logger = logging.getLogger(__name__)
 
 # Inputs with at most this many elements in total are selected directly
 # (concatenate, then kthvalue on CPU / sort on CUDA): cheaper than sampling.
-_DEFAULT_SMALL_CUTOFF = 1 << 20
+_DEFAULT_SMALL_CUTOFF_CUDA = 1 << 20
+_DEFAULT_SMALL_CUTOFF_CPU = 1 << 17
 # Chunk sizes (elements) bounding the temporaries of one streaming step.
 _DEFAULT_CHUNK_CUDA = 1 << 27
 _DEFAULT_CHUNK_CPU = 1 << 22
@@ -82,11 +91,14 @@ class _Segment:
     numel: int
     view: torch.Tensor | None = None
     parts: list[torch.Tensor] | None = None
+    cache: torch.Tensor | None = None  # a materialized copy kept between passes
 
     def materialize(self) -> tuple[torch.Tensor, bool]:
         """Return (1-D tensor, owned) where ``owned`` means it is a private copy."""
         if self.view is not None:
             return self.view, False
+        if self.cache is not None:
+            return self.cache, False
         assert self.parts is not None
         if len(self.parts) == 1:
             part = self.parts[0]
@@ -94,7 +106,7 @@ class _Segment:
             # reshape may return a view; only a fresh copy may be modified in place
             owned = flat.untyped_storage().data_ptr() != part.untyped_storage().data_ptr()
             return flat, owned
-        return torch.cat([p.reshape(-1) for p in self.parts]), True
+        return torch.cat([p if p.dim() == 1 else p.reshape(-1) for p in self.parts]), True
 
 
 def _flat_view(t: torch.Tensor) -> torch.Tensor | None:
@@ -233,6 +245,11 @@ def _select_radix(segs: list[_Segment], k: int, device: torch.device, work_dtype
     return torch.tensor(bits, dtype=torch.int32, device=device).view(torch.float32)
 
 
+def _candidate_cap(expected: float, n: int) -> int:
+    """Most candidates gathered before giving up on the bracket (8x the expectation)."""
+    return int(min(max(8 * expected, 1 << 16), n / 2))
+
+
 def _default_sample_size(n: int) -> int:
     return int(min(1 << 20, max(1 << 14, 32 * math.isqrt(n))))
 
@@ -253,14 +270,15 @@ def _sample(
         for i in order[:short]:
             counts[i] += 1
     parts = []
+    budget = max(s.numel for s in segs)  # keep at most one chunk's worth of copies
     for seg, c in zip(segs, counts):
         if c == 0:
             continue
         idx = torch.randint(0, seg.numel, (c,), generator=gen, device=device)
-        if seg.view is not None:
-            x = seg.view
-        else:
-            x, _ = seg.materialize()
+        x, owned = seg.materialize()
+        if owned and seg.numel <= budget:  # spare the pass a second concatenation
+            seg.cache = x
+            budget -= seg.numel
         parts.append(x[idx].float().abs_())
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
@@ -274,13 +292,10 @@ def _select_sample(
     sample_size: int,
     margin_sigmas: float,
     seed: int,
+    use_triton: bool | None,
 ) -> torch.Tensor | None:
     """Sampling-based exact select; None when the bracket misses (caller falls back)."""
     m = max(1, sample_size)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    sample = _sample(segs, n, m, gen, device)
-
     # Expected (0-based) position of the target in the sorted sample, with a
     # binomial margin; the z**2/2 term covers the Poisson regime near k=1/k=N.
     p = min(max((k - 0.5) / n, 0.0), 1.0)
@@ -288,16 +303,25 @@ def _select_sample(
     margin = margin_sigmas * math.sqrt(m * p * (1.0 - p)) + 0.5 * margin_sigmas * margin_sigmas
     r_lo = math.floor(centre - margin)
     r_hi = math.ceil(centre + margin)
-    ranks = [r for r in (r_lo, r_hi) if 0 <= r < m]
-    if ranks:
-        if device.type == "cuda":
-            picked = torch.sort(sample).values[ranks]
-        else:  # two O(m) selections beat an O(m log m) sort on CPU
-            picked = torch.stack([sample.kthvalue(r + 1).values for r in ranks])
-        picked_vals = picked.tolist()  # the one host sync before the pass
-    else:
-        picked_vals = []
-    vals = dict(zip(ranks, picked_vals))
+    expected = n * max(r_hi - r_lo, 1) / m  # candidates the bracket should hold
+    if expected > n / 4:
+        logger.debug("threshold: sample of %d too small for a useful bracket; using radix select", m)
+        return None
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    sample = _sample(segs, n, m, gen, device)
+    ranks = [r for r in (r_lo, r_hi) if 0 <= r < m]  # non-empty: expected <= n / 4
+    if device.type == "cuda":
+        picked = torch.sort(sample).values[ranks]
+    else:  # two O(m) selections beat an O(m log m) sort on CPU
+        picked = torch.stack([sample.kthvalue(r + 1).values for r in ranks])
+    # How often each bracket end occurs in the sample: repeats announce heavy ties.
+    repeats = (sample.unsqueeze(1) == picked.unsqueeze(0)).sum(0)
+    info = torch.cat([picked, repeats.float()]).tolist()  # the one host sync before the pass
+    del sample, picked, repeats
+    vals = dict(zip(ranks, info[: len(ranks)]))
+    heavy_ties = max(info[len(ranks) :]) > 1
     # Bounds are Python floats holding values taken from the inputs, hence exact
     # in the working dtype; -1 means "no lower bound". A NaN bound means the
     # target lies at +inf or among the NaNs: +inf handles both cases below.
@@ -305,13 +329,174 @@ def _select_sample(
     hi = vals.get(r_hi, math.inf)
     lo = math.inf if math.isnan(lo) else lo
     hi = math.inf if math.isnan(hi) else hi
-    del sample
+    cap = _candidate_cap(expected, n)
+    bracket_pass = _pass_function(device, work_dtype, use_triton)
 
-    expected = n * max(r_hi - r_lo, 1) / m
-    cap = int(max(8 * expected, 1 << 16))
+    if not heavy_ties and lo < hi:
+        # Common case: gather the closed interval [lo, hi] (2 comparisons per element).
+        found = bracket_pass(segs, lo, hi, cap, count_ties=False)
+        if found is not None:
+            (c_lt_lo, c_le_hi), cand = found
+            if c_lt_lo < k <= c_le_hi:
+                return _order_stat(cand.float(), k - c_lt_lo)
+            if k > c_le_hi and hi == math.inf:
+                # Every non-NaN element is <= hi, so the k-th smallest is a NaN.
+                return torch.tensor(math.nan, dtype=torch.float32, device=device)
+            logger.debug("threshold: sample bracket [%r, %r] missed rank %d (counts %d/%d); using radix select",
+                         lo, hi, k, c_lt_lo, c_le_hi)
+            return None
+        # Too many candidates: most likely ties at lo or hi. Count ties instead.
+
+    found = bracket_pass(segs, lo, hi, cap, count_ties=True)
+    if found is None:
+        return None
+    (c_lt_lo, c_le_hi, c_le_lo, c_lt_hi), cand = found
+    if c_lt_lo < k <= c_le_lo:
+        return torch.tensor(lo, dtype=torch.float32, device=device)
+    if c_le_lo < k <= c_lt_hi:
+        return _order_stat(cand.float(), k - c_le_lo)
+    if c_lt_hi < k <= c_le_hi:
+        return torch.tensor(hi, dtype=torch.float32, device=device)
+    if k > c_le_hi and hi == math.inf:
+        return torch.tensor(math.nan, dtype=torch.float32, device=device)
+    logger.debug(
+        "threshold: sample bracket [%r, %r] missed rank %d (counts %d/%d/%d/%d); using radix select",
+        lo, hi, k, c_lt_lo, c_le_lo, c_lt_hi, c_le_hi,
+    )
+    return None
+
+
+_TRITON: dict[str, Any] = {}
+_TRITON_BLOCK = 4096
+_TRITON_WARPS = 8
+
+
+def _triton_kernel() -> Any:
+    """The fused Triton bracket kernel, or None where Triton is unavailable or failed."""
+    if "kernel" in _TRITON:
+        return _TRITON["kernel"]
+    _TRITON["kernel"] = None
+    try:
+        import triton
+        import triton.language as tl
+    except Exception:  # not installed (CPU builds) or broken install
+        logger.debug("threshold: Triton unavailable; CUDA inputs use the torch bracket pass")
+        return None
+
+    @triton.jit
+    def bracket_kernel(x_ptr, n, lo, hi, counts_ptr, out_ptr, cap, BLOCK: tl.constexpr, TIES: tl.constexpr):
+        # One read of x: counts around [lo, hi] (block sums, one atomic each)
+        # and compaction of the few candidates through an atomic cursor.
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        valid = offs < n
+        a = tl.abs(tl.load(x_ptr + offs, mask=valid, other=0.0).to(tl.float32))
+        lt_lo = valid & (a < lo)
+        le_hi = valid & (a <= hi)
+        tl.atomic_add(counts_ptr + 0, tl.sum(lt_lo.to(tl.int64), axis=0))
+        tl.atomic_add(counts_ptr + 1, tl.sum(le_hi.to(tl.int64), axis=0))
+        if TIES:
+            le_lo = valid & (a <= lo)
+            lt_hi = valid & (a < hi)
+            tl.atomic_add(counts_ptr + 2, tl.sum(le_lo.to(tl.int64), axis=0))
+            tl.atomic_add(counts_ptr + 3, tl.sum(lt_hi.to(tl.int64), axis=0))
+            inside = lt_hi & (a > lo)
+        else:
+            inside = le_hi & (a >= lo)
+        flags = inside.to(tl.int32)
+        n_in = tl.sum(flags, axis=0)
+        if n_in > 0:
+            base = tl.atomic_add(counts_ptr + 4, n_in.to(tl.int64))
+            pos = base + tl.cumsum(flags, axis=0) - 1
+            tl.store(out_ptr + pos, a, mask=inside & (pos < cap))
+
+    _TRITON["kernel"] = bracket_kernel
+    return bracket_kernel
+
+
+def _bracket_pass_triton(
+    kernel: Any,
+    segs: list[_Segment],
+    lo: float,
+    hi: float,
+    device: torch.device,
+    cap: int,
+    count_ties: bool,
+) -> tuple[list[int], torch.Tensor] | None:
+    """:func:`_bracket_pass` as one fused Triton kernel per segment (CUDA only)."""
+    counts = torch.zeros(5, dtype=torch.int64, device=device)
+    out = torch.empty(max(cap, 1), dtype=torch.float32, device=device)
+    with torch.cuda.device(device):  # Triton launches on the current device
+        for seg in segs:
+            x, _ = seg.materialize()
+            size = x.numel()
+            grid = ((size + _TRITON_BLOCK - 1) // _TRITON_BLOCK,)
+            kernel[grid](
+                x, size, lo, hi, counts, out, cap, BLOCK=_TRITON_BLOCK, TIES=count_ties, num_warps=_TRITON_WARPS
+            )
+    totals = counts.tolist()
+    n_cand = totals[4]
+    if n_cand > cap:
+        logger.debug("threshold: %d candidates exceed the cap %d (count_ties=%s)", n_cand, cap, count_ties)
+        return None
+    return totals[: 4 if count_ties else 2], out[:n_cand]
+
+
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    """Number of True entries of a bool tensor, as a 0-d integer tensor (no host sync)."""
+    if mask.is_cuda:
+        # A byte sum with a 32-bit accumulator is about twice as fast as
+        # count_nonzero, which casts the mask to int64 first.
+        acc = torch.int32 if mask.numel() < 2**31 else torch.int64
+        return mask.view(torch.uint8).sum(dtype=acc)
+    return torch.count_nonzero(mask)
+
+
+def _pass_function(device: torch.device, work_dtype: torch.dtype, use_triton: bool | None) -> Any:
+    """The bracket pass to use: fused Triton kernel on CUDA where available, else torch ops."""
+
+    def torch_pass(segs: list[_Segment], lo: float, hi: float, cap: int, count_ties: bool) -> Any:
+        return _bracket_pass(segs, lo, hi, work_dtype, device, cap, count_ties)
+
+    if device.type != "cuda" or use_triton is False:
+        return torch_pass
+    kernel = _triton_kernel()
+    if kernel is None:
+        if use_triton:
+            raise RuntimeError("use_triton=True but Triton is not available")
+        return torch_pass
+
+    def triton_pass(segs: list[_Segment], lo: float, hi: float, cap: int, count_ties: bool) -> Any:
+        try:
+            return _bracket_pass_triton(kernel, segs, lo, hi, device, cap, count_ties)
+        except Exception as exc:  # e.g. a Triton/driver mismatch at first compile
+            if use_triton:
+                raise
+            logger.warning("threshold: Triton kernel failed (%s); falling back to torch ops", exc)
+            _TRITON["kernel"] = None
+            return torch_pass(segs, lo, hi, cap, count_ties)
+
+    return triton_pass
+
+
+def _bracket_pass(
+    segs: list[_Segment],
+    lo: float,
+    hi: float,
+    work_dtype: torch.dtype,
+    device: torch.device,
+    cap: int,
+    count_ties: bool,
+) -> tuple[list[int], torch.Tensor] | None:
+    """One streaming pass: exact counts around ``[lo, hi]`` and the candidates inside.
+
+    Without ``count_ties`` returns counts ``[#(a < lo), #(a <= hi)]`` and the
+    elements of the closed interval ``lo <= a <= hi``; with it, counts
+    ``[#(a < lo), #(a <= hi), #(a <= lo), #(a < hi)]`` and the elements of the
+    open interval ``lo < a < hi``.  None when more than ``cap`` candidates turn up.
+    """
     width = max(s.numel for s in segs)
     buf = torch.empty(width, dtype=work_dtype, device=device)
-    masks = torch.empty((3, width), dtype=torch.bool, device=device)
+    masks = torch.empty((3 if count_ties else 2, width), dtype=torch.bool, device=device)
     counts: list[torch.Tensor] = []
     cands: list[torch.Tensor] = []
     n_cand = 0
@@ -324,44 +509,33 @@ def _select_sample(
         else:
             a.copy_(x).abs_()
         del x
-        m0, m1, m2 = masks[0, :size], masks[1, :size], masks[2, :size]
+        m0, m1 = masks[0, :size], masks[1, :size]
         torch.lt(a, lo, out=m0)
-        counts.append(torch.count_nonzero(m0))
-        torch.le(a, hi, out=m0)
-        counts.append(torch.count_nonzero(m0))
-        torch.le(a, lo, out=m1)
-        counts.append(torch.count_nonzero(m1))
-        torch.lt(a, hi, out=m2)
-        counts.append(torch.count_nonzero(m2))
-        torch.gt(m2, m1, out=m0)  # lo < a < hi
-        c = a[m0]
+        counts.append(_count(m0))
+        torch.le(a, hi, out=m1)
+        counts.append(_count(m1))
+        if count_ties:
+            m2 = masks[2, :size]
+            torch.le(a, lo, out=m0)
+            counts.append(_count(m0))
+            torch.lt(a, hi, out=m2)
+            counts.append(_count(m2))
+            torch.gt(m2, m0, out=m1)  # lo < a < hi
+            inside = m1
+        else:
+            torch.gt(m1, m0, out=m0)  # lo <= a <= hi
+            inside = m0
+        c = a[inside]
         n_cand += c.numel()
         if n_cand > cap:
-            logger.debug("threshold: %d candidates exceed the cap %d; using radix select", n_cand, cap)
+            logger.debug(
+                "threshold: %d candidates exceed the cap %d (count_ties=%s)", n_cand, cap, count_ties
+            )
             return None
         cands.append(c)
-    del buf, masks
-
-    c_lt_lo, c_le_hi, c_le_lo, c_lt_hi = torch.stack(counts).view(-1, 4).sum(0).tolist()
-    result: torch.Tensor | None = None
-    if k <= c_lt_lo:
-        pass  # miss: the target is below lo
-    elif k <= c_le_lo:
-        result = torch.tensor(lo, dtype=torch.float32, device=device)
-    elif k <= c_lt_hi:
-        cand = torch.cat(cands) if len(cands) > 1 else cands[0]
-        result = _order_stat(cand.float(), k - c_le_lo)
-    elif k <= c_le_hi:
-        result = torch.tensor(hi, dtype=torch.float32, device=device)
-    elif hi == math.inf:
-        # Every non-NaN element is <= hi, so the k-th smallest is a NaN.
-        result = torch.tensor(math.nan, dtype=torch.float32, device=device)
-    if result is None:
-        logger.debug(
-            "threshold: sample bracket [%r, %r] missed rank %d (counts %d/%d/%d/%d); using radix select",
-            lo, hi, k, c_lt_lo, c_le_lo, c_lt_hi, c_le_hi,
-        )
-    return result
+    per = 4 if count_ties else 2
+    totals = [int(v) for v in torch.stack(counts).long().view(-1, per).sum(0).tolist()]
+    return totals, (torch.cat(cands) if len(cands) > 1 else cands[0])
 
 
 @torch.no_grad()
@@ -373,8 +547,9 @@ def kth_smallest_magnitude(
     sample_size: int | None = None,
     margin_sigmas: float = 5.0,
     chunk_size: int | None = None,
-    small_cutoff: int = _DEFAULT_SMALL_CUTOFF,
+    small_cutoff: int | None = None,
     seed: int = 0,
+    use_triton: bool | None = None,
 ) -> torch.Tensor:
     """Exact k-th smallest absolute value over all elements of all ``tensors``.
 
@@ -402,8 +577,13 @@ def kth_smallest_magnitude(
         chunk_size: Elements processed per streaming step (bounds temporary
             memory); default ``2**27`` on CUDA, ``2**22`` elsewhere.
         small_cutoff: With ``method="auto"``, inputs of at most this many
-            elements are selected directly.
+            elements are selected directly; default ``2**20`` on CUDA,
+            ``2**17`` elsewhere.
         seed: Seed of the private generator used for sampling.
+        use_triton: On CUDA, run the counting/gathering pass as one fused
+            Triton kernel (one read of the data, no temporaries). ``None``
+            (default) uses it when Triton imports and falls back to torch ops
+            on failure; ``False`` always uses torch ops; ``True`` requires it.
 
     Returns:
         A 0-d float32 tensor on the tensors' device holding the k-th smallest
@@ -413,18 +593,43 @@ def kth_smallest_magnitude(
         ValueError: Empty ``tensors``, tensors on different devices, ``k`` out
             of range, or an unknown ``method``.
         TypeError: A non-tensor, a non-floating-point tensor, or a non-integer ``k``.
+        RuntimeError: ``use_triton=True`` on CUDA where Triton is unavailable.
     """
     tensors, device = _validate(tensors)
     if isinstance(k, bool):
         raise TypeError("k must be an integer, not bool")
     k = operator.index(k)
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     n = sum(t.numel() for t in tensors)
     if not 1 <= k <= n:
         raise ValueError(f"k must satisfy 1 <= k <= {n} (total number of elements), got k={k}")
+    return _kth_smallest(
+        tensors, device, n, k, method=method, sample_size=sample_size, margin_sigmas=margin_sigmas,
+        chunk_size=chunk_size, small_cutoff=small_cutoff, seed=seed, use_triton=use_triton,
+    )
+
+
+@torch.no_grad()
+def _kth_smallest(
+    tensors: list[torch.Tensor],
+    device: torch.device,
+    n: int,
+    k: int,
+    *,
+    method: str = "auto",
+    sample_size: int | None = None,
+    margin_sigmas: float = 5.0,
+    chunk_size: int | None = None,
+    small_cutoff: int | None = None,
+    seed: int = 0,
+    use_triton: bool | None = None,
+) -> torch.Tensor:
+    """:func:`kth_smallest_magnitude` on validated inputs (``n`` elements, ``1 <= k <= n``)."""
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if chunk_size is None:
         chunk_size = _DEFAULT_CHUNK_CUDA if device.type == "cuda" else _DEFAULT_CHUNK_CPU
+    if small_cutoff is None:
+        small_cutoff = _DEFAULT_SMALL_CUTOFF_CUDA if device.type == "cuda" else _DEFAULT_SMALL_CUTOFF_CPU
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
 
@@ -438,7 +643,7 @@ def kth_smallest_magnitude(
         return _select_sort(segs, k)
     if method in ("auto", "sample"):
         m = sample_size if sample_size is not None else _default_sample_size(n)
-        result = _select_sample(segs, n, k, device, work_dtype, m, margin_sigmas, seed)
+        result = _select_sample(segs, n, k, device, work_dtype, m, margin_sigmas, seed, use_triton)
         if result is not None:
             return result
     return _select_radix(segs, k, device, work_dtype)
@@ -485,12 +690,12 @@ def magnitude_threshold(
             or tensors on different devices.
     """
     s = _check_sparsity(sparsity)
-    tensors, _ = _validate(_as_list(tensors))
+    tensors, device = _validate(_as_list(tensors))
     n = sum(t.numel() for t in tensors)
     k = int(s * n)
     if k == 0:
         return None
-    return kth_smallest_magnitude(tensors, k, **select_options)
+    return _kth_smallest(tensors, device, n, k, **select_options)
 
 
 def _round_down(threshold: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
