@@ -1,0 +1,60 @@
+"""Predefined block sparseness of an embedding over a frequency-sorted vocabulary, as a fixed mask."""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from ..errors import ArgumentError
+from ..registry import register_pruner
+from ..selection import ParameterIndex
+from ..structured.geometry import EmbeddingBlockStructure, check_blocks, check_density, embedding_block_structure
+from .base import Pruner, PruningStep, WeightSpec
+
+
+@register_pruner
+class BlockEmbeddingPruner(Pruner):
+    """The structure of a :class:`~compress.structured.SparseEmbedding` as a mask on a dense embedding weight.
+
+    The ``(V, E)`` weight's columns are cut into ``blocks`` blocks; block ``j`` keeps only the rows of ids
+    ``>= start_j`` (:func:`~compress.structured.geometry.embedding_block_structure`). The structure is about ids, so it
+    means "rare words get short vectors" only when the vocabulary is sorted rarest first
+    (``load_corpus(..., sort_vocab='up')``, ``--vocab-order up`` in ``examples/word_lm.py``); ``'down'`` gives
+    the frequent words the short vectors. A tied decoder shares the mask. The mask is computed once.
+
+    Args:
+        name: instance name.
+        weights: the embedding weight(s), rows = ids, e.g. ``[encoder.weight]``.
+        blocks: column blocks (capped at the embedding size).
+        density: trainable share of each weight, in [1/blocks, 1].
+    """
+
+    def __init__(self, name: str, weights: WeightSpec, blocks: int, density: float):
+        super().__init__(name, weights)
+        self.blocks = check_blocks("blocks", blocks)
+        self.density = check_density("density", density)
+        #: the structure of each weight, by name
+        self.structures: Dict[str, EmbeddingBlockStructure] = {}
+        self._masks: Dict[str, torch.Tensor] = {}
+
+    def bind(self, index: ParameterIndex) -> None:
+        super().bind(index)
+        self.structures, self._masks = {}, {}
+        for name in self.weights:
+            weight = index.params[name]
+            if weight.dim() != 2:
+                raise ArgumentError("weights", f"{name!r} has shape {tuple(weight.shape)}; an embedding weight is 2-D")
+            structure = embedding_block_structure(weight.shape[0], weight.shape[1], self.blocks, self.density)
+            self.structures[name] = structure
+            self._masks[name] = structure.mask()
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable entries of the masked weights."""
+        return sum(s.num_parameters for s in self.structures.values())
+
+    def compute_masks(self, params, current, step: PruningStep) -> Dict[str, torch.Tensor]:
+        for name, mask in self._masks.items():
+            if mask.device != params[name].device:
+                self._masks[name] = mask.to(params[name].device)
+        return {name: mask.clone() for name, mask in self._masks.items()}

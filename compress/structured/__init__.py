@@ -1,0 +1,36 @@
+"""Predefined structured sparseness (Demeester et al., CoNLL 2018; SparseSeqModels): layers that are sparse
+with a structure fixed before training.
+
+* **Block-sparse LSTM.** A layer with ``I`` inputs and ``H`` units is cut into ``k`` components. Component ``c``
+  owns hidden block ``c`` (a partition of the units) and reads input window ``c`` of relative width
+  ``density`` (windows overlap when ``k * density > 1``). As masks on one dense layer: per gate, the recurrent
+  weights are block-diagonal and the input weights banded. Given ``reduce_in``/``reduce_out`` instead, the
+  layer gets the parameter count of a dense layer with that share of its inputs and units.
+* **Block embedding.** The ``E`` columns of a ``V x E`` embedding are cut into ``b`` blocks; block ``j`` has
+  rows only for ids ``>= start_j``; with the vocabulary sorted rarest first, rare words get short vectors.
+
+Each comes in two forms that compute the same function of the same weights:
+
+* the **module form** stores only the trainable weights: :class:`SparseLSTM` (``k`` small ``nn.LSTM``) and
+  :class:`SparseEmbedding`; their parameter count is the true one;
+* the **mask form** keeps an ordinary ``nn.LSTM``/``nn.Embedding`` and fixes the structure as masks, from a
+  schedule: :class:`~compress.pruners.BlockSparseLSTMPruner` and :class:`~compress.pruners.BlockEmbeddingPruner`.
+
+Which is faster depends on the device and size. The mask form computes the whole wide layer every step, zeros
+included, in one fused ``nn.LSTM`` call; the module form does only the kept arithmetic, but in ``k``
+sequential LSTM calls, slicing and concatenating their states. On a CPU, where arithmetic dominates, the module
+form wins at real sizes (``examples/bench_structured.py``: a training step of the seed's 3-layer 1725-unit model
+at the budget of 1150 took about 2.2x the dense 1150 model's in the mask form, about 1x in the module form). At
+tiny sizes or on a GPU, where a step is bound by kernel launches, the single fused call of the mask form can win.
+
+:mod:`.geometry` holds the pure structure computations; :func:`dense_equivalent` shows a model that uses the
+module form as the dense tensors it stands for (for :func:`compress.sparsity_table`).
+"""
+from .embedding import SparseEmbedding
+from .equivalent import dense_equivalent
+from .geometry import (EmbeddingBlockStructure, LSTMBlockStructure, embedding_block_structure,
+                       lstm_block_structure)
+from .lstm import SparseLSTM
+
+__all__ = ["SparseLSTM", "SparseEmbedding", "dense_equivalent", "LSTMBlockStructure", "EmbeddingBlockStructure",
+           "lstm_block_structure", "embedding_block_structure"]
