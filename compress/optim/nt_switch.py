@@ -1,0 +1,120 @@
+"""The non-monotone trigger of NT-ASGD, and the schedule extension that switches the optimizer with it."""
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+
+from ..errors import ArgumentError
+from ..policies import HookContext, ScheduledTrainingPolicy
+from ..registry import register_extension
+from .snt_asgd import SparseNTASGD
+
+
+def nonmonotone_trigger(history: Sequence[float], current: float, nonmono: int) -> bool:
+    """AWD-LSTM's switch rule: the current validation loss is worse than the best one of more than ``nonmono``
+    epochs ago.
+
+    True when ``len(history) > nonmono`` and ``current > min(history[:-nonmono])``, with ``history`` the losses
+    of the epochs before this one (Merity et al. 2018; Selfish-RNN uses it unchanged).
+    """
+    if nonmono < 0:
+        raise ValueError(f"nonmono must be >= 0, got {nonmono}")
+    if len(history) <= nonmono:
+        return False
+    earlier = history[:-nonmono] if nonmono else history
+    return current > min(earlier)
+
+
+class NonMonotoneTrigger:
+    """The validation history behind :func:`nonmonotone_trigger`, for loops that drive the switch themselves::
+
+        trigger = NonMonotoneTrigger(nonmono=5)
+        ...
+        if not optimizer.averaging and trigger.step(val_loss):
+            optimizer.start_averaging()
+
+    Args:
+        nonmono: epochs of patience.
+    """
+
+    def __init__(self, nonmono: int = 5):
+        if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 0:
+            raise ArgumentError("nonmono", f"expected a non-negative integer, got {nonmono!r}")
+        self.nonmono = nonmono
+        self.history: List[float] = []
+
+    def step(self, val_loss: float) -> bool:
+        """Record this epoch's validation loss; True when the trigger fires."""
+        fired = nonmonotone_trigger(self.history, float(val_loss), self.nonmono)
+        self.history.append(float(val_loss))
+        return fired
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"nonmono": self.nonmono, "history": list(self.history)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history = [float(v) for v in state.get("history", [])]
+
+
+def _validation_loss(kwargs: Mapping[str, Any]) -> float:
+    metrics = kwargs.get("metrics")
+    if isinstance(metrics, Mapping):
+        metrics = metrics.get("min")
+    if not isinstance(metrics, (Real, torch.Tensor)) or isinstance(metrics, bool):
+        raise ValueError("NTASGDSwitch needs the validation loss: call on_epoch_end(epoch, optimizer, "
+                         "metrics={'min': val_loss}) (or metrics=<float>)")
+    value = float(metrics)
+    if math.isnan(value):
+        raise ValueError("NTASGDSwitch got a NaN validation loss")
+    return value
+
+
+@register_extension
+class NTASGDSwitch(ScheduledTrainingPolicy):
+    """Switch a :class:`SparseNTASGD` from SGD to averaging when validation stops improving (NT-ASGD).
+
+    At the end of each active epoch it reads the validation loss from ``metrics`` (``{'min': val_loss}`` as for
+    ``ReduceLROnPlateau``) and calls ``optimizer.start_averaging()`` once :func:`nonmonotone_trigger` fires.
+    In a schedule::
+
+        extensions:
+          nt_asgd: {class: NTASGDSwitch, nonmono: 5}
+        policies:
+          - extension: {instance_name: nt_asgd}
+            starting_epoch: 0
+            ending_epoch: 100
+
+    Args:
+        name: instance name.
+        optimizer: supplied by the library: the optimizer given to the schedule, which must be a
+            :class:`SparseNTASGD`.
+        nonmono: epochs of patience (AWD-LSTM and Selfish-RNN: 5).
+    """
+
+    def __init__(self, name: str, optimizer: Optional[torch.optim.Optimizer], nonmono: int = 5):
+        if not isinstance(optimizer, SparseNTASGD):
+            got = "no optimizer" if optimizer is None else type(optimizer).__name__
+            raise ArgumentError("optimizer", f"NTASGDSwitch switches a compress.optim.SparseNTASGD, got {got} "
+                                             f"(examples/word_lm.py: --optimizer sgd selects it)")
+        self.name = name
+        self.optimizer = optimizer
+        self.trigger = NonMonotoneTrigger(nonmono)
+        self.switched_at: Optional[int] = None
+
+    def on_epoch_end(self, ctx: HookContext, **kwargs: Any) -> None:
+        optimizer = ctx.optimizer if isinstance(ctx.optimizer, SparseNTASGD) else self.optimizer
+        if optimizer.averaging:
+            return
+        if self.trigger.step(_validation_loss(kwargs)):
+            optimizer.start_averaging()
+            self.switched_at = ctx.epoch
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"trigger": self.trigger.state_dict(), "switched_at": self.switched_at}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.trigger.load_state_dict(state.get("trigger", {}))
+        self.switched_at = state.get("switched_at")
