@@ -1,0 +1,331 @@
+"""Calibration statistics of activations, and their Distiller-style YAML files.
+
+:func:`collect_activation_stats` runs a model over user-supplied calibration data with forward hooks on its
+leaf modules and records, for every input position and the output of each module: ``min``, ``max``,
+``avg_min``, ``avg_max`` (the mean over *samples* of each sample's minimum/maximum), ``mean``, ``std``, ``b``
+(the Laplace scale, mean of ``|x - mean|``; needs a second pass), ``shape`` (of the last call) and
+``samples``. A sample is one vector along the last dimension (one time step of one sequence for the gates
+of a modular LSTM, one token for a decoder), which is what Distiller's per-timestep LSTM statistics counted.
+
+**Weighting fixed against Distiller** (distiller.md §9): Distiller's collector updated ``avg_min``/``avg_max``
+as ``(total_numel * prev + Σ batch_mins) / (total_numel + batch_size)``, weighting the running value by every
+*element* seen so far against the *samples* of the new batch, so after the first batch the average barely
+moved and AVG clipping used what amounted to first-batch statistics. Here every sample counts once, whatever
+batch it came in (``Σ sample minima / number of samples``). ``mean`` and ``std`` are exact over all elements,
+combined per batch with Chan's parallel formula in float64 (one pass; Distiller needed a second pass for
+``std``, PR #410); only ``b`` needs the global mean first, hence the optional second pass.
+
+Files have Distiller's layout (``acts_quantization_stats.yaml``), so Distiller's files load and ours load in
+Distiller::
+
+    rnn.cells.0.fc_gate_x:
+      inputs:
+        0: {min: ..., max: ..., avg_min: ..., avg_max: ..., mean: ..., std: ..., shape: (10, 1500)}
+      output: {min: ..., max: ..., ...}
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import yaml
+from torch import nn
+
+__all__ = ["ActivationStatsCollector", "collect_activation_stats", "run_calibration", "save_stats", "load_stats",
+           "validate_stats", "Stats"]
+
+Stats = Dict[str, Dict[str, Any]]
+Calibration = Union[Callable[[nn.Module], Any], Iterable[Any]]
+
+_REQUIRED = ("min", "max")
+_NUMERIC = ("min", "max", "avg_min", "avg_max", "mean", "std", "b")
+
+_COMPACT_EVERY = 512  # merge per-call partials this often, bounding memory over long calibrations
+
+
+class _Slot:
+    """Per-call partial statistics of one module input or output, reduced once at the end.
+
+    Each call appends one small device tensor (no host synchronisation in the hot path):
+    ``[min, max, Σ sample minima, Σ sample maxima, mean, variance]`` plus its element and sample counts.
+    """
+
+    __slots__ = ("parts", "counts", "absdev", "mean", "shape")
+
+    def __init__(self):
+        self.parts: List[torch.Tensor] = []
+        self.counts: List[Tuple[int, int]] = []
+        self.absdev: List[torch.Tensor] = []
+        self.mean: Optional[torch.Tensor] = None
+        self.shape: Sequence[int] = ()
+
+    def first_pass(self, x: torch.Tensor) -> None:
+        x = x.detach()
+        if x.numel() == 0:
+            return
+        rows = x.reshape(-1, x.shape[-1]) if x.dim() >= 2 else x.reshape(-1, 1)
+        if not rows.is_floating_point():
+            rows = rows.to(torch.float64)
+        smin, smax = torch.aminmax(rows, dim=1)
+        var, mean = torch.var_mean(rows.to(torch.float64), correction=0)
+        self.parts.append(torch.stack([smin.min().to(torch.float64), smax.max().to(torch.float64),
+                                       smin.sum(dtype=torch.float64), smax.sum(dtype=torch.float64), mean, var]))
+        self.counts.append((x.numel(), rows.shape[0]))
+        self.shape = tuple(x.shape)
+        if len(self.parts) >= _COMPACT_EVERY:
+            self.parts, self.counts = [self._reduce()], [(sum(c[0] for c in self.counts),
+                                                          sum(c[1] for c in self.counts))]
+
+    def second_pass(self, x: torch.Tensor) -> None:
+        if not self.parts or x.numel() == 0:
+            return
+        if self.mean is None:
+            self.mean = self._reduce()[4]
+        self.absdev.append((x.detach().to(torch.float64) - self.mean).abs().sum())
+        if len(self.absdev) >= _COMPACT_EVERY:
+            self.absdev = [torch.stack(self.absdev).sum()]
+
+    def _reduce(self) -> torch.Tensor:
+        """All parts merged into one: ``[min, max, Σ sample minima, Σ sample maxima, mean, variance]``."""
+        p = torch.stack(self.parts)
+        n = torch.tensor([c[0] for c in self.counts], dtype=torch.float64, device=p.device)
+        total = n.sum()
+        mean = (p[:, 4] * n).sum() / total
+        # Chan et al.: the variance of a union is the mean within-part variance plus the variance of part means
+        var = ((p[:, 5] + (p[:, 4] - mean).square()) * n).sum() / total
+        return torch.stack([p[:, 0].min(), p[:, 1].max(), p[:, 2].sum(), p[:, 3].sum(), mean, var])
+
+    def summary(self, with_b: bool) -> Dict[str, Any]:
+        mn, mx, sum_min, sum_max, mean, var = self._reduce().cpu().tolist()
+        total = sum(c[0] for c in self.counts)
+        samples = sum(c[1] for c in self.counts)
+        out = {"min": mn, "max": mx, "avg_min": sum_min / samples, "avg_max": sum_max / samples, "mean": mean,
+               "std": max(var, 0.0) ** 0.5}
+        if with_b and self.absdev:
+            out["b"] = float(torch.stack(self.absdev).sum()) / total
+        out["shape"] = "(" + ", ".join(str(s) for s in self.shape) + ("," if len(self.shape) == 1 else "") + ")"
+        out["samples"] = int(samples)
+        return out
+
+
+class ActivationStatsCollector:
+    """Forward hooks that accumulate activation statistics of named modules (see the module docstring).
+
+    Use as a context manager around calibration runs, or call :meth:`start`/:meth:`stop`; :meth:`second_pass`
+    switches to accumulating ``b`` around the means found so far.
+
+    Args:
+        model: the model.
+        modules: names of the modules to observe; default every leaf module.
+    """
+
+    def __init__(self, model: nn.Module, modules: Optional[Iterable[str]] = None):
+        named = dict(model.named_modules())
+        if modules is None:
+            modules = [n for n, m in named.items() if n and not any(True for _ in m.children())]
+        modules = list(modules)
+        missing = [n for n in modules if n not in named]
+        if missing:
+            raise KeyError(f"no module named {missing[0]!r} in the model")
+        self.model = model
+        self.names: List[str] = modules
+        self._modules = {n: named[n] for n in modules}
+        self._slots: Dict[str, Dict[Any, _Slot]] = {n: {} for n in modules}
+        self._handles: List[Any] = []
+        self._pass = 1
+
+    def _hook(self, name: str):
+        slots = self._slots[name]
+
+        def hook(module, inputs, output):
+            first = self._pass == 1
+            for i, x in enumerate(inputs):
+                if torch.is_tensor(x):
+                    slot = slots.setdefault(i, _Slot())
+                    slot.first_pass(x) if first else slot.second_pass(x)
+            if torch.is_tensor(output):
+                slot = slots.setdefault("output", _Slot())
+                slot.first_pass(output) if first else slot.second_pass(output)
+
+        return hook
+
+    def start(self) -> "ActivationStatsCollector":
+        """Attach the hooks."""
+        if not self._handles:
+            self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules.items()]
+        return self
+
+    def stop(self) -> None:
+        """Remove the hooks (statistics are kept)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def second_pass(self) -> None:
+        """From now on accumulate ``b`` (mean absolute deviation from each tensor's overall mean)."""
+        self._pass = 2
+
+    def __enter__(self) -> "ActivationStatsCollector":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stats(self) -> Stats:
+        """The statistics so far, as plain Python data in Distiller's layout."""
+        out: Stats = {}
+        with_b = self._pass == 2
+        for name in self.names:
+            slots = self._slots[name]
+            if not slots:
+                continue
+            entry: Dict[str, Any] = {}
+            inputs = {i: s.summary(with_b) for i, s in sorted((k, v) for k, v in slots.items() if k != "output")
+                      if s.parts}
+            if inputs:
+                entry["inputs"] = inputs
+            if "output" in slots and slots["output"].parts:
+                entry["output"] = slots["output"].summary(with_b)
+            out[name] = entry
+        return out
+
+
+def run_calibration(model: nn.Module, calibration: Calibration) -> None:
+    """Run ``model`` over calibration data, in eval mode and without gradients.
+
+    Args:
+        model: the model.
+        calibration: a callable ``calibration(model)`` that runs the model itself (the way to carry a recurrent
+            state across batches), or an iterable of inputs: a tuple/list is unpacked into ``model(*batch)``,
+            a mapping into ``model(**batch)``, anything else is passed as ``model(batch)``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if callable(calibration):
+                calibration(model)
+            else:
+                for batch in calibration:
+                    if isinstance(batch, (tuple, list)):
+                        model(*batch)
+                    elif isinstance(batch, Mapping):
+                        model(**batch)
+                    else:
+                        model(batch)
+    finally:
+        model.train(was_training)
+
+
+def collect_activation_stats(model: nn.Module, calibration: Calibration, modules: Optional[Iterable[str]] = None,
+                             laplace: bool = True) -> Stats:
+    """Statistics of every observed module's inputs and output over the calibration data.
+
+    Args:
+        model: the model (convert recurrent layers with :func:`compress.modules.convert_to_modular` first to
+            see inside them).
+        calibration: see :func:`run_calibration`; it is run twice when ``laplace`` is set.
+        modules: module names to observe; default every leaf.
+        laplace: run the second pass that computes ``b`` (needed by LAPLACE clipping).
+
+    Returns:
+        ``{module name: {'inputs': {0: {...}, ...}, 'output': {...}}}``.
+    """
+    collector = ActivationStatsCollector(model, modules)
+    with collector:
+        run_calibration(model, calibration)
+        if laplace:
+            collector.second_pass()
+            run_calibration(model, calibration)
+    return collector.stats()
+
+
+_SHAPE = re.compile(r"^\(\s*(\d+\s*(,\s*\d+\s*)*,?)?\s*\)$")
+
+
+def _check_entry(entry: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: expected a mapping of statistics, got {type(entry).__name__}")
+    out = dict(entry)
+    for key in _REQUIRED:
+        if key not in out:
+            raise ValueError(f"{where}: missing {key!r}")
+    for key in _NUMERIC:
+        if key in out and out[key] is not None:
+            if isinstance(out[key], bool) or not isinstance(out[key], (int, float)):
+                raise ValueError(f"{where}.{key}: expected a number, got {out[key]!r}")
+            out[key] = float(out[key])
+    out.setdefault("avg_min", out["min"])
+    out.setdefault("avg_max", out["max"])
+    if out["min"] > out["max"]:
+        raise ValueError(f"{where}: min {out['min']} exceeds max {out['max']}")
+    return out
+
+
+def validate_stats(data: Any, source: str = "statistics") -> Stats:
+    """Check statistics loaded from YAML or given as a dict; returns a normalised copy.
+
+    Raises:
+        ValueError: naming the module and key that is malformed.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: expected a mapping of module names to statistics, got {type(data).__name__}")
+    out: Stats = {}
+    for name, entry in data.items():
+        where = f"{source}: {name}"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: expected a mapping with 'inputs' and/or 'output'")
+        unknown = sorted(set(map(str, entry)) - {"inputs", "output"})
+        if unknown:
+            raise ValueError(f"{where}.{unknown[0]}: unknown key (expected inputs and output)")
+        new: Dict[str, Any] = {}
+        if entry.get("inputs") is not None:
+            if not isinstance(entry["inputs"], Mapping):
+                raise ValueError(f"{where}.inputs: expected a mapping of input positions")
+            new["inputs"] = {}
+            for i, e in entry["inputs"].items():
+                try:
+                    index = int(i)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{where}.inputs.{i}: input positions are integers") from None
+                new["inputs"][index] = _check_entry(e, f"{where}.inputs.{i}")
+        if entry.get("output") is not None:
+            new["output"] = _check_entry(entry["output"], f"{where}.output")
+        out[str(name)] = new
+    return out
+
+
+def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
+    """Write statistics as a Distiller-style YAML file."""
+    def plain(entry):
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in entry.items()}
+
+    data = {}
+    for name, entry in stats.items():
+        e: Dict[str, Any] = {}
+        if "inputs" in entry:
+            e["inputs"] = {int(i): plain(v) for i, v in entry["inputs"].items()}
+        if "output" in entry:
+            e["output"] = plain(entry["output"])
+        data[name] = e
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False, default_flow_style=False)
+
+
+def load_stats(path: Union[str, os.PathLike]) -> Stats:
+    """Read a statistics YAML file (ours or Distiller's), safely.
+
+    Raises:
+        ValueError: the file cannot be read or is malformed (the message names the module and key).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read statistics file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+    return validate_stats(data, path)
