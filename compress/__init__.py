@@ -6,10 +6,21 @@ your own training loop. See the README for the format.
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import ArgumentError, CheckpointError, CompressError, ScheduleError
 from .masks import MaskStore
+from .structured import SparseEmbedding, SparseLSTM, dense_equivalent
 from .policies import (LossComponent, LRPolicy, PolicyLoss, PruningPolicy, QuantizationPolicy,
                        RegularizationPolicy, ScheduledTrainingPolicy)
 from .pruners import (AutomatedGradualPruner, BaiduRNNPruner, MagnitudeParameterPruner, Pruner, PruningStep,
                       SensitivityPruner, SparsityLevelParameterPruner, SplicingPruner)
+from .pruners.block_embedding import BlockEmbeddingPruner
+from .pruners.block_sparse_lstm import BlockSparseLSTMPruner
+from .pruners.stagewise import IterativePruningPolicy, StageWisePruner
+from .pruners.dynamic import (DynamicSparsityPolicy, DynamicSparsityPruner, RigLPruner, SelfishRNNPruner,
+                              SETPruner)
+from .optim import NTASGDSwitch, SparseNTASGD, averaged_weights
+from .grouping import ParameterGroup, group_masks, group_parameters
+from .rate_search import Constraint, SearchResult, prune_to_constraint, search_group_rates
+from .sensitivity import SensitivityResult, sensitivity_analysis
+from .quantization import PostTrainLinearQuantizer, export_model, load_quantized, save_quantized
 from .rates import Timing
 from .registry import (register_extension, register_lr_scheduler, register_pruner, register_quantizer,
                        register_regularizer)
@@ -28,4 +39,10 @@ __all__ = [
     "register_pruner", "register_regularizer", "register_quantizer", "register_extension", "register_lr_scheduler",
     "save_checkpoint", "load_checkpoint", "sparsity_summary", "sparsity_table", "perplexity_table",
     "ScheduleError", "CheckpointError", "ArgumentError", "CompressError",
+    "SparseLSTM", "SparseEmbedding", "dense_equivalent", "BlockSparseLSTMPruner", "BlockEmbeddingPruner",
+    "StageWisePruner", "IterativePruningPolicy", "ParameterGroup", "group_parameters", "group_masks", "Constraint",
+    "SearchResult", "search_group_rates", "prune_to_constraint", "SensitivityResult", "sensitivity_analysis",
+    "DynamicSparsityPruner", "DynamicSparsityPolicy", "SelfishRNNPruner", "SETPruner", "RigLPruner",
+    "SparseNTASGD", "NTASGDSwitch", "averaged_weights",
+    "PostTrainLinearQuantizer", "export_model", "save_quantized", "load_quantized",
 ]

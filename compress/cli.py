@@ -2,12 +2,14 @@
 
 Commands:
     summary CHECKPOINT   print the sparsity table of a saved checkpoint
+    inspect ORIGINAL PRUNED [--data DIR] [--task MODULE:FUNCTION] [--cuda]
+                         parameters, pruned count, sparsity and the task's metrics, side by side
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 from .checkpoint import read_checkpoint
 from .errors import CompressError
@@ -19,12 +21,33 @@ def _summary(args: argparse.Namespace) -> str:
     return sparsity_table(state["model"])
 
 
+def _inspect(args: argparse.Namespace) -> str:
+    import torch
+
+    from .inspection import inspect_checkpoints, inspection_table, load_task
+
+    device = torch.device("cuda" if args.cuda else "cpu")
+    task = load_task(args.task)(args.data, device)
+    return inspection_table(inspect_checkpoints([args.original, args.pruned], task, device=device,
+                                                evaluate=not args.no_eval))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compress", description="Inspect compressed recurrent models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="print the sparsity table of a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint written by compress.save_checkpoint (or Distiller)")
     p.set_defaults(run=_summary)
+    p = sub.add_parser("inspect", help="compare an original and a pruned checkpoint side by side")
+    p.add_argument("original", help="the unpruned checkpoint")
+    p.add_argument("pruned", help="the pruned checkpoint")
+    p.add_argument("--data", help="corpus folder for the task (word LM default: the one the checkpoint was trained on)")
+    p.add_argument("--task", default="examples.word_lm_task:make_task",
+                   help="MODULE:FUNCTION making the task that rebuilds and measures the models "
+                        "(see compress/inspection.py)")
+    p.add_argument("--cuda", action="store_true", help="evaluate on the GPU")
+    p.add_argument("--no-eval", action="store_true", help="only count parameters")
+    p.set_defaults(run=_inspect)
     return parser
 
 

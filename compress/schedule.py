@@ -27,7 +27,7 @@ import inspect
 import logging
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 import yaml
@@ -35,6 +35,7 @@ from torch import nn
 
 from . import lr_schedulers as _lr_schedulers  # noqa: F401  (registers torch's LR schedulers)
 from . import pruners as _pruners  # noqa: F401  (registers the pruners)
+from . import quantization as _quantization  # noqa: F401  (registers the quantizers)
 from . import regularizers as _regularizers  # noqa: F401  (registers the regularizers)
 from .errors import ArgumentError, ScheduleError
 from .policies import LRPolicy, PruningPolicy, QuantizationPolicy, RegularizationPolicy, ScheduledTrainingPolicy

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +30,16 @@ from compress.summary import sparsity_summary, sparsity_total  # noqa: E402
 from models import RNNModel, batchify, get_batch, load_corpus, repackage_hidden, synthetic_corpus  # noqa: E402
 from models.sparse_lm import SPARSE_MODES, SparseRNNModel  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import selfish_flags  # noqa: E402  (Selfish-RNN's flags, and the RHN/ON-LSTM/AWD-LSTM models)
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--schedule", "--compress", dest="schedule", help="YAML compression schedule")
     p.add_argument("--data", help="folder with train.txt/valid.txt/test.txt (default: the embedded synthetic corpus)")
-    p.add_argument("--model", default="LSTM", choices=["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
+    p.add_argument("--model", default="LSTM", choices=["LSTM", "GRU", "RNN_TANH", "RNN_RELU", *selfish_flags.MODELS])
     p.add_argument("--emsize", type=int, default=128)
     p.add_argument("--nhid", type=int, default=128)
     p.add_argument("--nlayers", type=int, default=2)
@@ -75,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=["auto", "none", "up", "down"],
                         help="word id order: up = rarest first; auto = up when the embedding is block-sparse "
                              "(--emblocks > 1, or a BlockEmbeddingPruner in the schedule), else none")
+    selfish_flags.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -132,6 +136,9 @@ def evaluate(model, source: torch.Tensor, bptt: int, batch_size: int) -> float:
 
 def build_model(args, ntokens: int) -> torch.nn.Module:
     """The model the flags describe."""
+    recurrent = selfish_flags.build_model(args, ntokens)
+    if recurrent is not None:
+        return recurrent
     if args.sparse_mode or args.emblocks > 1 or args.emdensity < 1:
         if args.model != "LSTM":
             raise SystemExit(f"--sparse-mode/--emblocks build LSTM layers; --model {args.model} is not supported")
@@ -142,6 +149,8 @@ def build_model(args, ntokens: int) -> torch.nn.Module:
 
 def main(argv=None) -> Dict[str, object]:
     args = parse_args(argv)
+    if args.print_schedule:
+        return selfish_flags.print_schedule(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if args.cuda else "cpu")
@@ -149,7 +158,9 @@ def main(argv=None) -> Dict[str, object]:
         corpus = load_corpus(args.data, sort_vocab=vocab_order(args))
         best = None
     else:
-        corpus = synthetic_corpus(seed=0, train_tokens=args.synthetic_tokens, sort_vocab=vocab_order(args))
+        held_out = max(2000, args.synthetic_tokens // 10)
+        corpus = synthetic_corpus(seed=0, train_tokens=args.synthetic_tokens, valid_tokens=held_out,
+                                  test_tokens=held_out, sort_vocab=vocab_order(args))
         best = corpus.best_perplexity("test")
     ntokens = len(corpus.dictionary)
     train_data = batchify(corpus.train, args.batch_size, device)
@@ -157,10 +168,20 @@ def main(argv=None) -> Dict[str, object]:
     test_data = batchify(corpus.test, args.eval_batch_size, device)
 
     model = build_model(args, ntokens).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
-    scheduler = (compress.file_config(model, optimizer, args.schedule) if args.schedule
-                 else compress.CompressionScheduler(model, optimizer))
-    schedule_drives_lr = any(kind == "lr_scheduler" for kind, _, _ in scheduler.policies)
+    optimizer = selfish_flags.build_optimizer(args, model)
+    translated = selfish_flags.translated_schedule(args)
+    if translated is not None:
+        scheduler = compress.dict_config(model, optimizer, translated)
+    else:
+        scheduler = (compress.file_config(model, optimizer, args.schedule) if args.schedule
+                     else compress.CompressionScheduler(model, optimizer))
+    # the seed's optimizers own their learning rate (NT-ASGD keeps it constant, Adam has ReduceLROnPlateau)
+    schedule_drives_lr = args.optimizer is not None or any(kind == "lr_scheduler" for kind, _, _ in scheduler.policies)
+    ar_tar = selfish_flags.ar_tar_weights(args)
+    # Search-based pruners (StageWisePruner) measure candidates with evaluate(model); a schedule cannot hold one.
+    for component in scheduler.components.get("pruners", {}).values():
+        if hasattr(component, "evaluate") and component.evaluate is None:
+            component.evaluate = lambda m: math.exp(evaluate(m, val_data, args.bptt, args.eval_batch_size))
 
     start_epoch, best_val = 0, float("inf")
     if args.resume:
@@ -188,8 +209,8 @@ def main(argv=None) -> Dict[str, object]:
             data, targets = get_batch(train_data, i, args.bptt)
             hidden = repackage_hidden(hidden)
             scheduler.on_minibatch_begin(epoch, batch, steps, optimizer)
-            output, hidden = model(data, hidden)
-            loss = F.cross_entropy(output.view(-1, ntokens), targets.reshape(-1))
+            output, hidden, extra_loss = selfish_flags.forward(model, data, hidden, ar_tar)
+            loss = F.cross_entropy(output.view(-1, ntokens), targets.reshape(-1)) + extra_loss
             loss = scheduler.before_backward_pass(epoch, batch, steps, loss, optimizer)
             optimizer.zero_grad()
             loss.backward()
@@ -200,7 +221,8 @@ def main(argv=None) -> Dict[str, object]:
             if batch % 10 == 0 or batch == steps - 1:
                 bar.update(batch + 1, loss.item(), optimizer.param_groups[0]["lr"])
         bar.close()
-        val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
+        with compress.averaged_weights(optimizer):  # NT-ASGD: the averaged model is the one evaluated
+            val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
         total = sparsity_total(sparsity_summary(compress.dense_equivalent(model)))
         print(f"| end of epoch {epoch:3d} | {time.time() - epoch_start:5.1f}s | lr {optimizer.param_groups[0]['lr']:g} "
               f"| valid ppl {math.exp(val_loss):8.2f} | sparsity {total.sparsity:5.2f}%")
@@ -215,8 +237,9 @@ def main(argv=None) -> Dict[str, object]:
         epoch_seconds = max(epoch_seconds, time.time() - epoch_start)
 
     # As in Distiller, the final (fully pruned) model is tested, not the best-validation one.
-    val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
-    test_loss = evaluate(model, test_data, args.bptt, args.eval_batch_size)
+    with compress.averaged_weights(optimizer):
+        val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
+        test_loss = evaluate(model, test_data, args.bptt, args.eval_batch_size)
     rows = sparsity_summary(compress.dense_equivalent(model))
     total = sparsity_total(rows)
     result = {"name": args.name or (os.path.basename(args.schedule) if args.schedule else "dense"),

@@ -10,12 +10,25 @@ from .corpus import (
     synthetic_corpus,
     verify_checksums,
 )
+from .awd_lstm import AWDLSTMModel, WeightDropLSTM
+from .dropout import ar_tar_loss, embedding_dropout, locked_dropout
+from .onlstm import ONLSTMModel
+from .rhn import RHNModel
+from .sparse_lm import SparseRNNModel
 from .word_lm import RNNModel
 
 __all__ = [
+    "AWDLSTMModel",
+    "ONLSTMModel",
+    "RHNModel",
+    "WeightDropLSTM",
+    "ar_tar_loss",
+    "embedding_dropout",
+    "locked_dropout",
     "Corpus",
     "Dictionary",
     "RNNModel",
+    "SparseRNNModel",
     "SyntheticCorpus",
     "batchify",
     "get_batch",
