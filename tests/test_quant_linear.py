@@ -114,6 +114,14 @@ def test_aciq_laplace_asymmetric_starts_at_max_of_avg_min_and_mean_minus_alpha()
     assert (lo.item(), hi.item()) == pytest.approx((0.0, -3.0 + 6.2))
 
 
+@pytest.mark.parametrize("clip", [ClipMode.GAUSS, ClipMode.LAPLACE])
+@pytest.mark.parametrize("mode", [SYM, ASYM_U])
+def test_aciq_range_never_extends_past_the_observed_extremes(clip, mode):
+    sigmoid_like = {"min": 0.0, "max": 1.0, "avg_min": 0.02, "avg_max": 0.99, "mean": 0.5, "std": 0.3, "b": 0.25}
+    lo, hi = clip_range(sigmoid_like, clip, 8, mode)
+    assert hi.item() <= 1.0 and lo.item() >= (-1.0 if mode == SYM else 0.0)
+
+
 def test_laplace_needs_b_and_says_so():
     with pytest.raises(KeyError, match="'b'"):
         clip_range({k: v for k, v in STATS.items() if k != "b"}, ClipMode.LAPLACE, 8, SYM)

@@ -167,6 +167,29 @@ def test_net_aware_clipping_limits_lstm_gate_preactivations_to_sigmoid_range(tin
     assert float(out_q.range_max) <= 6.0 and float(out_q.range_min) >= -6.0
 
 
+def test_shipped_16_bit_cell_schedule_resolves_a_heavy_tailed_cell_state(tiny_lm):
+    import os
+    from conftest import ROOT
+
+    with torch.no_grad():   # a forget gate saturated open and large candidate values: the cell state drifts far
+        tiny_lm.rnn.bias_ih_l1[16:32].fill_(8.0)
+        tiny_lm.rnn.weight_ih_l1[32:48].mul_(30)
+    data = batches(n=4, seq=12)
+    x = data[0]
+    ref = tiny_lm(x, tiny_lm.init_hidden(2))[0]
+    path = os.path.join(ROOT, "schedules", "ptq_int8_cell16_lstm.yaml")
+    cell16 = compress.components_from_file(copy.deepcopy(tiny_lm), path)["quantizers"]["int8_cell16"]
+    int8 = PostTrainLinearQuantizer(copy.deepcopy(tiny_lm), mode="asym_s", per_channel_wts=True)
+    errors = {}
+    for name, q in {"int8": int8, "cell16": cell16}.items():
+        model = q.prepare_model(calibration=run_lm(data))
+        errors[name] = (model(x, model.init_hidden(2))[0] - ref).abs().mean().item()
+    cells = cell16.model.rnn.cells[1]
+    assert cells.eltwiseadd_cell.out_quant.bits == 16 and cells.eltwisemult_cell_forget.out_quant.bits == 16
+    assert cells.eltwisemult_hidden.out_quant.bits == 8 and cells.act_f.out_quant.bits == 8
+    assert errors["cell16"] < 0.5 * errors["int8"]
+
+
 def test_tied_weights_are_quantized_once_and_the_float_weight_is_kept(tiny_lm):
     before = tiny_lm.encoder.weight.detach().clone()
     q = PostTrainLinearQuantizer(tiny_lm, per_channel_wts=True)

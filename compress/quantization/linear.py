@@ -16,7 +16,8 @@ Conventions are Distiller's, so its numbers and files carry over:
 Clipping (``ClipMode``) picks the range to quantize from calibration statistics (a mapping with ``min``,
 ``max``, ``avg_min``, ``avg_max``, ``mean``, ``std`` and, for LAPLACE, ``b``): NONE/MAX use min/max; AVG the
 averages of per-sample minima/maxima; N_STD ``mean ± n·std`` (within min/max); GAUSS and LAPLACE the
-ACIQ-optimal clip (Banner et al., arXiv:1810.05723) ``α·std`` or ``α·b`` around the mean.
+ACIQ-optimal clip (Banner et al., arXiv:1810.05723) ``α·std`` or ``α·b`` around the mean, never past the
+observed ``min``/``max``.
 """
 from __future__ import annotations
 
@@ -227,12 +228,14 @@ def clip_range(stats: Mapping[str, Any], clip: ClipMode, bits: int, mode: Linear
         else:
             alpha = _stat(stats, "b", clip) * (ACIQ_LAPLACE_POSITIVE if half_range else ACIQ_LAPLACE)[table_bits]
         mean = _stat(stats, "mean", clip)
+        # The ACIQ range is optimal for an unbounded distribution; values never seen (a sigmoid above 1) would
+        # only waste grid steps, so it never extends past the observed extremes.
         if mode.symmetric:
-            sat = mean.abs() + alpha
+            sat = torch.minimum(mean.abs() + alpha, torch.maximum(lo.abs(), hi.abs()))
             lo, hi = -sat, sat
         else:
             lo = torch.maximum(_stat(stats, "avg_min", clip), mean - alpha)
-            hi = lo + (alpha if half_range else 2 * alpha)
+            hi = torch.minimum(lo + (alpha if half_range else 2 * alpha), hi)
     if half_range:
         lo = torch.zeros_like(lo)
     return lo.to(torch.float32), hi.to(torch.float32)
