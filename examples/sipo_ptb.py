@@ -70,10 +70,11 @@ def parse_args(argv=None):
     s.add_argument("--ncs-generations", type=int, default=100, help="NCS generations (population 6, as SiPO)")
     s.add_argument("--max-evaluations", type=int, default=600,
                    help="evaluation budget of every greedy search (NCS's budget at its default setting)")
-    s.add_argument("--search-degradation", type=float, default=0.10,
+    # SiPO's iterative result ends 9.9% above its dense model (117.22 -> 128.78 test): the same budget here.
+    s.add_argument("--search-degradation", type=float, default=0.20,
                    help="iterative: allowed increase of each search, before retraining")
-    s.add_argument("--recovery-tolerance", type=float, default=0.04,
-                   help="iterative: increase that still counts as recovered after retraining")
+    s.add_argument("--recovery-tolerance", type=float, default=0.10,
+                   help="iterative: increase that still counts as recovered after retraining (SiPO ended +9.9%%)")
     s.add_argument("--retrain-epochs", type=int, default=6, help="iterative: most retraining epochs per iteration")
     s.add_argument("--retrain-lr", type=float, default=20.0, help="LR at the start of every retraining (SiPO: 20)")
     s.add_argument("--target-sparsity", type=float, default=0.967)
