@@ -1,6 +1,6 @@
-"""Predefined sparseness vs. a dense LSTM and vs. AGP, at one recurrent parameter budget (PTB word LM).
+"""Predefined sparseness vs. a dense LSTM, AGP and dynamic sparsity, at one recurrent parameter budget (PTB word LM).
 
-Four runs of ``examples/word_lm.py``, all with the same data, epochs, optimiser and tied 2-layer layout
+Five runs of ``examples/word_lm.py``, all with the same data, epochs, optimiser and tied 2-layer layout
 (``models/sparse_lm.py``: the last layer is ``emsize`` wide so the decoder can be tied), and all with the same
 number of trainable recurrent parameters:
 
@@ -8,14 +8,17 @@ number of trainable recurrent parameters:
 * ``predefined sparse (module)``: ``--nhid / --fract`` units, ``--sparse_mode sparse_hidden`` (k small LSTMs);
 * ``predefined sparse (mask)``: the same structure as fixed masks on a wide ``nn.LSTM`` (BlockSparseLSTMPruner);
 * ``AGP``: the wide ``nn.LSTM`` pruned by magnitude (AutomatedGradualPruner, one global threshold per layer)
-  to the same count per layer as the predefined structure, over the first half of the epochs.
+  to the same count per layer as the predefined structure, over the first half of the epochs;
+* ``Selfish-RNN``: the wide ``nn.LSTM`` sparse from the first step at the same count per layer, its topology
+  moved by prune-and-regrow (SelfishRNNPruner: magnitude death, random growth, cosine death rate). Its NNZ counts
+  nonzero values, so weights regrown at zero in the last update (and not yet trained) are not counted.
 
 Runs go in parallel (``--jobs``) as child processes; each writes a checkpoint after every epoch and resumes from
 it, so a run cut off by a time limit continues when the same command is given again. Finished runs are skipped.
 The table (validation and test perplexity of the final model) is printed and written to ``OUT/results.md``.
 
     python examples/predefined_sparse_ptb.py --jobs 1 --epochs 1 --max-train-batches 5    # CPU smoke run
-    python examples/predefined_sparse_ptb.py --cuda --data ../shared/data/ptb --jobs 4 --epochs 8
+    python examples/predefined_sparse_ptb.py --cuda --data ../shared/data/ptb --jobs 5 --epochs 8
 """
 from __future__ import annotations
 
@@ -39,10 +42,10 @@ from compress.structured.geometry import lstm_block_structure  # noqa: E402
 from compress.summary import perplexity_table  # noqa: E402
 from models.sparse_lm import layer_reductions  # noqa: E402
 
-RUNS = ("dense", "sparse", "mask", "agp")
+RUNS = ("dense", "sparse", "mask", "agp", "selfish")
 FINAL_EVALUATION_SECONDS = 45
 TITLES = {"dense": "dense", "sparse": "predefined sparse (module)", "mask": "predefined sparse (mask)",
-          "agp": "AGP to the same count"}
+          "agp": "AGP to the same count", "selfish": "Selfish-RNN at the same count"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -101,10 +104,12 @@ def structured_layers(args) -> Dict[int, dict]:
 
 
 def write_schedules(args, write: bool = True) -> Dict[str, str]:
-    """The mask-form and AGP schedules for the wide model, as YAML files in ``args.out`` (written if ``write``)."""
+    """The mask-form, AGP and dynamic-sparsity schedules of the wide model, as YAML files in ``args.out``
+    (written if ``write``)."""
     layers = structured_layers(args)
     mask = {"version": 1, "pruners": {}, "policies": []}
     agp = {"version": 1, "pruners": {}, "policies": []}
+    selfish = {"version": 1, "pruners": {}, "policies": []}
     last = max(2, round(args.epochs * args.agp_end))
     for i, layer in layers.items():
         s = layer["structure"]
@@ -119,8 +124,13 @@ def write_schedules(args, write: bool = True) -> Dict[str, str]:
         # epoch 0 trains dense; the cubic ramp ends at epoch `last - 1`
         agp["policies"].append({"pruner": {"instance_name": f"layer{i}"}, "starting_epoch": 1,
                                 "ending_epoch": last, "frequency": 1})
-    paths = {name: os.path.join(args.out, f"{name}.yaml") for name in ("mask", "agp")}
-    for name, schedule in (("mask", mask), ("agp", agp)):
+        # sparse from the first step, each layer at the predefined layer's count, its topology free to move
+        selfish["pruners"][f"layer{i}"] = {"class": "SelfishRNNPruner", "density": round(1.0 - final, 6),
+                                           "weights": [f"rnns.{i}.weight_*"]}
+        selfish["policies"].append({"pruner": {"instance_name": f"layer{i}"}, "starting_epoch": 0,
+                                    "ending_epoch": args.epochs})
+    paths = {name: os.path.join(args.out, f"{name}.yaml") for name in ("mask", "agp", "selfish")}
+    for name, schedule in (("mask", mask), ("agp", agp), ("selfish", selfish)):
         if not write:
             continue
         with open(paths[name] + ".tmp", "w") as f:

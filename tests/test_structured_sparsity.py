@@ -9,6 +9,7 @@ from torch import nn
 
 import compress
 from compress import ArgumentError, ScheduleError
+from compress.checkpoint import read_checkpoint
 from compress.structured import SparseEmbedding, SparseLSTM, dense_equivalent
 from compress.pruners import BlockEmbeddingPruner, BlockSparseLSTMPruner
 from compress.selection import ParameterIndex
@@ -371,3 +372,9 @@ def test_results_script_gives_all_wide_runs_the_predefined_recurrent_count(tmp_p
                   + lstm_block_structure(24, 8, reduce_in=0.5, reduce_out=1.0).num_parameters)
     assert rows["sparse"]["nnz"] == rows["mask"]["nnz"] == rows["agp"]["nnz"] == structured
     assert "AGP to the same count" in (out / "results.md").read_text()
+    masks = read_checkpoint(str(out / "selfish.pt"))["scheduler"]["masks"]["masks"]
+    kept = sum(int(m.sum()) for m in masks.values())
+    biases = sum(t.numel() for n, t in read_checkpoint(str(out / "selfish.pt"))["model"].items()
+                 if n.startswith("rnns.") and "bias" in n)
+    assert kept + biases == structured   # dynamic sparsity keeps exactly the predefined count per layer
+    assert "Selfish-RNN at the same count" in (out / "results.md").read_text()
