@@ -21,7 +21,7 @@ updates them; note that parameter *names* change (``rnn.weight_ih_l0`` → ``rnn
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -48,7 +48,37 @@ def _param(value: Optional[torch.Tensor]) -> Optional[nn.Parameter]:
     return nn.Parameter(value.detach())
 
 
-class ModularLSTMCell(nn.Module):
+class _ModularCell(nn.Module):
+    """What the modular LSTM and GRU cells share: ``forward`` as in PyTorch's cell, and conversion to and from it.
+
+    Subclasses set ``torch_cell`` (the PyTorch cell class) and define ``recurrence`` and ``init_state``.
+    """
+
+    torch_cell: type
+
+    def forward(self, input: torch.Tensor, hx: Optional[Any] = None) -> Any:
+        """The PyTorch cell's ``forward``: ``input`` ``(B, I)`` or ``(I,)``; returns the next state."""
+        if hx is None:
+            hx = self.init_state(input.shape[:-1], input)
+        return self.recurrence(self.fc_gate_x(input), hx)
+
+    @classmethod
+    def from_pytorch(cls, cell: nn.Module) -> "_ModularCell":
+        """The modular twin of a PyTorch cell, sharing its Parameters."""
+        with torch.device("meta"):
+            new = cls(cell.input_size, cell.hidden_size, cell.bias)
+        _load_gates(new, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        return new
+
+    def to_pytorch(self) -> nn.Module:
+        """The PyTorch cell (``nn.LSTMCell``/``nn.GRUCell``) sharing this cell's Parameters."""
+        with torch.device("meta"):
+            cell = self.torch_cell(self.input_size, self.hidden_size, self.bias)
+        _store_gates(self, cell, "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return cell
+
+
+class ModularLSTMCell(_ModularCell):
     """One LSTM cell, ``nn.LSTMCell``-compatible, with every operation a named submodule.
 
     ``gates = fc_gate_x(x) + fc_gate_h(h)``; ``i, f, g, o = chunk(gates, 4)``;
@@ -60,6 +90,7 @@ class ModularLSTMCell(nn.Module):
         bias: whether ``fc_gate_x`` and ``fc_gate_h`` have biases.
     """
 
+    torch_cell = nn.LSTMCell
     #: producer → the submodules that alone consume its output (used by net-aware quantization)
     output_consumers: Dict[str, Tuple[str, ...]] = {"eltwiseadd_gate": ("act_i", "act_f", "act_g", "act_o")}
 
@@ -95,29 +126,9 @@ class ModularLSTMCell(nn.Module):
         zeros = like.new_zeros(*batch_shape, self.hidden_size)
         return zeros, zeros.clone()
 
-    def forward(self, input: torch.Tensor, hx: Optional[LSTMState] = None) -> LSTMState:
-        """``nn.LSTMCell.forward``: ``input`` ``(B, I)`` or ``(I,)``; returns ``(h', c')``."""
-        if hx is None:
-            hx = self.init_state(input.shape[:-1], input)
-        return self.recurrence(self.fc_gate_x(input), hx)
-
-    @classmethod
-    def from_pytorch(cls, cell: nn.LSTMCell) -> "ModularLSTMCell":
-        """The modular twin of ``cell``, sharing its Parameters."""
-        with torch.device("meta"):
-            new = cls(cell.input_size, cell.hidden_size, cell.bias)
-        _load_gates(new, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-        return new
-
-    def to_pytorch(self) -> nn.LSTMCell:
-        """An ``nn.LSTMCell`` sharing this cell's Parameters."""
-        with torch.device("meta"):
-            cell = nn.LSTMCell(self.input_size, self.hidden_size, self.bias)
-        _store_gates(self, cell, "weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        return cell
 
 
-class ModularGRUCell(nn.Module):
+class ModularGRUCell(_ModularCell):
     """One GRU cell, ``nn.GRUCell``-compatible (PyTorch's ``r, z, n`` gate order), built from submodules.
 
     ``r, z = σ(x_rz + h_rz)``; ``n = tanh(x_n + r*h_n)``; ``h' = n + z*(h - n)`` (which is ``(1-z)*n + z*h``),
@@ -133,6 +144,7 @@ class ModularGRUCell(nn.Module):
         bias: whether ``fc_gate_x`` and ``fc_gate_h`` have biases.
     """
 
+    torch_cell = nn.GRUCell
     output_consumers: Dict[str, Tuple[str, ...]] = {"eltwiseadd_gate": ("act_r", "act_z"),
                                                     "eltwiseadd_new_gate": ("act_n",)}
 
@@ -168,26 +180,6 @@ class ModularGRUCell(nn.Module):
     def init_state(self, batch_shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         return like.new_zeros(*batch_shape, self.hidden_size)
 
-    def forward(self, input: torch.Tensor, hx: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``nn.GRUCell.forward``: ``input`` ``(B, I)`` or ``(I,)``; returns ``h'``."""
-        if hx is None:
-            hx = self.init_state(input.shape[:-1], input)
-        return self.recurrence(self.fc_gate_x(input), hx)
-
-    @classmethod
-    def from_pytorch(cls, cell: nn.GRUCell) -> "ModularGRUCell":
-        """The modular twin of ``cell``, sharing its Parameters."""
-        with torch.device("meta"):
-            new = cls(cell.input_size, cell.hidden_size, cell.bias)
-        _load_gates(new, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-        return new
-
-    def to_pytorch(self) -> nn.GRUCell:
-        """An ``nn.GRUCell`` sharing this cell's Parameters."""
-        with torch.device("meta"):
-            cell = nn.GRUCell(self.input_size, self.hidden_size, self.bias)
-        _store_gates(self, cell, "weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        return cell
 
 
 def _on_meta() -> bool:

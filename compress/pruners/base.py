@@ -148,3 +148,29 @@ class Pruner(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, weights={self.weights or self.weight_patterns})"
+
+
+class FixedStructurePruner(Pruner):
+    """A pruner whose masks are a structure fixed by the weight shapes, computed once in :meth:`bind`.
+
+    Subclasses fill :attr:`structures` (each with a ``num_parameters``) and ``_masks`` (name → bool mask) in
+    ``bind``; every call of :meth:`compute_masks` returns those masks, moved to the weights' device.
+    """
+
+    def __init__(self, name: str, weights: WeightSpec = None):
+        super().__init__(name, weights)
+        #: the structure behind the masks, keyed by weight (or layer) name
+        self.structures: Dict[str, Any] = {}
+        self._masks: Dict[str, torch.Tensor] = {}
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters the structures keep (see each structure's ``num_parameters``)."""
+        return sum(s.num_parameters for s in self.structures.values())
+
+    def compute_masks(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
+                      step: PruningStep) -> Dict[str, torch.Tensor]:
+        for name, mask in self._masks.items():
+            if mask.device != params[name].device:
+                self._masks[name] = mask.to(params[name].device)
+        return {name: mask.clone() for name, mask in self._masks.items()}

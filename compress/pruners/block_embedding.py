@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from typing import Dict
 
-import torch
-
 from ..errors import ArgumentError
 from ..registry import register_pruner
 from ..selection import ParameterIndex
 from ..structured.geometry import EmbeddingBlockStructure, check_blocks, check_density, embedding_block_structure
-from .base import Pruner, PruningStep, WeightSpec
+from .base import FixedStructurePruner, WeightSpec
 
 
 @register_pruner
-class BlockEmbeddingPruner(Pruner):
+class BlockEmbeddingPruner(FixedStructurePruner):
     """The structure of a :class:`~compress.structured.SparseEmbedding` as a mask on a dense embedding weight.
 
     The ``(V, E)`` weight's columns are cut into ``blocks`` blocks; block ``j`` keeps only the rows of ids
@@ -35,7 +33,6 @@ class BlockEmbeddingPruner(Pruner):
         self.density = check_density("density", density)
         #: the structure of each weight, by name
         self.structures: Dict[str, EmbeddingBlockStructure] = {}
-        self._masks: Dict[str, torch.Tensor] = {}
 
     def bind(self, index: ParameterIndex) -> None:
         super().bind(index)
@@ -47,14 +44,3 @@ class BlockEmbeddingPruner(Pruner):
             structure = embedding_block_structure(weight.shape[0], weight.shape[1], self.blocks, self.density)
             self.structures[name] = structure
             self._masks[name] = structure.mask()
-
-    @property
-    def num_parameters(self) -> int:
-        """Trainable entries of the masked weights."""
-        return sum(s.num_parameters for s in self.structures.values())
-
-    def compute_masks(self, params, current, step: PruningStep) -> Dict[str, torch.Tensor]:
-        for name, mask in self._masks.items():
-            if mask.device != params[name].device:
-                self._masks[name] = mask.to(params[name].device)
-        return {name: mask.clone() for name, mask in self._masks.items()}

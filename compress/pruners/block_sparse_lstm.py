@@ -4,20 +4,18 @@ from __future__ import annotations
 import re
 from typing import Dict, Optional, Tuple
 
-import torch
-
 from ..errors import ArgumentError
 from ..registry import register_pruner
 from ..selection import ParameterIndex
 from ..structured.geometry import LSTMBlockStructure, check_lstm_arguments, lstm_block_structure
-from .base import Pruner, PruningStep, WeightSpec
+from .base import FixedStructurePruner, WeightSpec
 
 # weight_ih_l0, weight_hh_l1_reverse, weight_hh_l0_raw (AWD weight drop), or a cell's weight_ih / weight_hh
 _RECURRENT = re.compile(r"(?P<prefix>.*?)weight_(?P<kind>ih|hh)(?P<layer>_l\d+(?:_reverse)?)?(?:_raw)?")
 
 
 @register_pruner
-class BlockSparseLSTMPruner(Pruner):
+class BlockSparseLSTMPruner(FixedStructurePruner):
     """The structure of a :class:`~compress.structured.SparseLSTM` as masks on a dense recurrent layer.
 
     For every layer whose ``weight_ih``/``weight_hh`` pair is listed, the structure is computed once from the
@@ -45,7 +43,6 @@ class BlockSparseLSTMPruner(Pruner):
         self.arguments = {"blocks": blocks, "density": density, "reduce_in": reduce_in, "reduce_out": reduce_out}
         #: the structure of each layer, keyed by its ``weight_ih`` name
         self.structures: Dict[str, LSTMBlockStructure] = {}
-        self._masks: Dict[str, torch.Tensor] = {}
 
     def bind(self, index: ParameterIndex) -> None:
         super().bind(index)
@@ -70,14 +67,3 @@ class BlockSparseLSTMPruner(Pruner):
             structure = lstm_block_structure(w_ih.shape[1], hidden, gates=rows // hidden, **self.arguments)
             self.structures[pair["ih"]] = structure
             self._masks[pair["ih"]], self._masks[pair["hh"]] = structure.masks()
-
-    @property
-    def num_parameters(self) -> int:
-        """Trainable parameters of the masked layers (kept weights and their dense biases)."""
-        return sum(s.num_parameters for s in self.structures.values())
-
-    def compute_masks(self, params, current, step: PruningStep) -> Dict[str, torch.Tensor]:
-        for name, mask in self._masks.items():
-            if mask.device != params[name].device:
-                self._masks[name] = mask.to(params[name].device)
-        return {name: mask.clone() for name, mask in self._masks.items()}

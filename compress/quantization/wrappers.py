@@ -115,7 +115,22 @@ def quantize_weight(weight: torch.Tensor, bits: int, mode: LinearQuantMode, per_
     return quantize(w.float(), params), params
 
 
-class _WeightMixin:
+class _WrappedParams:
+    """``weight`` and ``bias`` of the wrapped float module, so code that reads ``module.weight`` (e.g. an LM's
+    ``init_hidden``) keeps working on a wrapper."""
+
+    wrapped_module: nn.Module
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.wrapped_module.weight
+
+    @property
+    def bias(self) -> Optional[torch.Tensor]:
+        return getattr(self.wrapped_module, "bias", None)
+
+
+class _WeightMixin(_WrappedParams):
     """Shared weight handling of :class:`QuantLinear` and :class:`QuantEmbedding`."""
 
     wrapped_module: nn.Module
@@ -127,15 +142,6 @@ class _WeightMixin:
         self.register_buffer("weight_q", None, persistent=False)
         self.register_buffer("weight_scale", None)
         self.register_buffer("weight_zero_point", None)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The float weight (so code reading ``module.weight``, e.g. ``init_hidden``, keeps working)."""
-        return self.wrapped_module.weight
-
-    @property
-    def bias(self) -> Optional[torch.Tensor]:
-        return getattr(self.wrapped_module, "bias", None)
 
     def quantize_params(self) -> None:
         """(Re)compute the quantized weight from the float weight."""
@@ -318,7 +324,7 @@ class QuantActivation(nn.Module):
         return self.out_quant(y) if torch.is_tensor(y) and y.is_floating_point() else y
 
 
-class FPWrapper(nn.Module):
+class FPWrapper(_WrappedParams, nn.Module):
     """Run a module in reduced or extended floating point: ``precision`` 16 (half) or 64 (double).
 
     FP16 is simulated on the values: inputs, parameters and outputs are rounded to half precision and the
@@ -337,14 +343,6 @@ class FPWrapper(nn.Module):
         self.wrapped_module = module
         self.precision = precision
         self._params: Dict[str, torch.Tensor] = {}
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.wrapped_module.weight
-
-    @property
-    def bias(self) -> Optional[torch.Tensor]:
-        return getattr(self.wrapped_module, "bias", None)
 
     def _cast(self, x: Any) -> Any:
         if not torch.is_tensor(x) or not x.is_floating_point():
