@@ -23,8 +23,32 @@ def test_sipo_example_prints_every_row_and_a_second_run_repeats_nothing(tmp_path
     dense = results["dense"]
     assert all(r["sparsity"] > 0 for name, r in results.items() if name != "dense")
     assert results["iterative stage-wise"]["sparsity"] <= 0.967
-    # the constraint of the one-shot rows holds on the data the search was given (validation)
+    # the default constraint (SiPO's) is one accuracy point of validation accuracy; the table's batch-10
+    # evaluation sees the same tokens as the search's, in other columns, so it agrees to a few tokens
     for name in ("all-in-one one-shot", "layer-wise one-shot", "stage-wise one-shot"):
-        assert results[name]["val_ppl"] <= dense["val_ppl"] * 1.05 * 1.001
+        assert results[name]["metric"] == "accuracy"
+        assert results[name]["val_acc"] >= dense["val_acc"] - 0.01 - 0.002
     again = sipo_ptb.main(["--out", out] + TINY)
     assert again == results
+
+
+def test_sipo_example_on_perplexity_reuses_a_dense_model_and_refuses_mixed_constraints(tmp_path, capsys):
+    import shutil
+
+    import pytest
+    import sipo_ptb
+
+    first = str(tmp_path / "accuracy")
+    sipo_ptb.main(["--out", first, "--stages", "dense"] + TINY)
+    assert sorted(os.listdir(first)) == ["dense_best.pt", "results.json"]
+    second = str(tmp_path / "perplexity")
+    shutil.copytree(first, second)
+    results = sipo_ptb.main(["--out", second, "--metric", "perplexity", "--stages", "one-shot"] + TINY)
+    dense = results["dense"]
+    for name in ("all-in-one one-shot", "layer-wise one-shot", "stage-wise one-shot"):
+        assert results[name]["val_ppl"] <= dense["val_ppl"] * 1.05 * 1.001
+    assert "iterative stage-wise" not in results
+    with pytest.raises(SystemExit, match="constrained on perplexity, not accuracy"):
+        sipo_ptb.main(["--out", second] + TINY)
+    with pytest.raises(SystemExit, match="no trained dense model"):
+        sipo_ptb.main(["--out", str(tmp_path / "empty"), "--stages", "iterative"] + TINY)
