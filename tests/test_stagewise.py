@@ -390,6 +390,34 @@ def test_an_iteration_that_does_not_recover_stops_and_restores_the_last_recovere
     assert torch.equal(model.a.weight, before) and "a.weight" not in scheduler.masks
 
 
+def test_a_retry_halves_the_headroom_above_the_recovered_model_and_a_recovery_restores_it():
+    model, x, teacher, val_loss = teacher_problem()
+    scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=1, recovery_tolerance=0.2,
+                                                                     retries=2))
+    pruner, policy = scheduler.components["pruners"]["sipo"], scheduler.policies[0][2]
+    allowed = []
+    search = pruner.search
+    pruner.search = lambda *a, **kw: allowed.append(kw["max_degradation"]) or search(*a, **kw)
+
+    def epoch(n, value_at_end):
+        pruner.evaluate = val_loss
+        scheduler.on_epoch_begin(n)
+        pruner.evaluate = lambda m: value_at_end(policy.baseline)
+        scheduler.on_epoch_end(n)
+
+    epoch(0, lambda base: math.inf)               # not recovered: retry from the unpruned model (degradation 0)
+    epoch(1, lambda base: 1.1 * base)             # recovered at +10%
+    assert policy.iteration == 1 and policy.retries_left == 2 and policy.scale == 1.0
+    epoch(2, lambda base: math.inf)               # not recovered: half the headroom above +10%
+    epoch(3, lambda base: math.inf)
+    epoch(4, lambda base: math.inf)
+    assert allowed == pytest.approx([0.3, 0.15, 0.3, 0.2, 0.15])
+    # the last retry's search (up to +15%) finds nothing sparser than the recovered model: the run ends there,
+    # with the recovered model back in place
+    assert policy.finished and policy.stop_reason == "sparsity stopped improving"
+    assert policy.best["value"] == pytest.approx(1.1 * policy.baseline)
+
+
 def test_one_shot_policy_searches_once_and_keeps_the_result():
     model, x, teacher, val_loss = teacher_problem()
     scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=0))

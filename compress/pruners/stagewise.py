@@ -74,8 +74,11 @@ class IterativePruningPolicy(PruningPolicy):
     It stops, and puts the best recovered weights and masks back into the model, when
 
     * a search cannot raise the sparsity by more than ``min_improvement``;
-    * an iteration does not recover within ``retrain_epochs`` (after ``retries`` further attempts, each from the
-      last recovered model with the search's allowed degradation halved);
+    * an iteration does not recover within ``retrain_epochs``, after ``retries`` further attempts from the last
+      recovered model, each allowing the search half the previous *headroom*: the room between the recovered
+      model's degradation and ``max_degradation``. Halving ``max_degradation`` itself would leave a recovered
+      model that already sits near the tolerance no room at all, and end the run with a search that cannot
+      improve. A recovered iteration restores the full headroom and the retries;
     * ``target_sparsity`` or ``max_iterations`` is reached.
 
     With ``retrain_epochs: 0`` it searches once (one-shot pruning) and keeps the result. After it stops, the masks
@@ -104,6 +107,15 @@ class IterativePruningPolicy(PruningPolicy):
         self.history: List[Dict[str, Any]] = []
         self.best: Optional[Dict[str, Any]] = None
         self.iteration_best: Optional[Dict[str, Any]] = None
+
+    def allowed_degradation(self) -> float:
+        """The degradation the next search may reach: the recovered model's own, plus ``scale`` (1, halved by
+        every retry) times the headroom above it up to ``max_degradation``."""
+        constraint = self.pruner.constraint
+        if self.best is None or self.baseline is None:
+            return constraint.max_degradation
+        recovered = max(constraint.degradation(self.best["value"], self.baseline), 0.0)
+        return recovered + self.scale * max(constraint.max_degradation - recovered, 0.0)
 
     @property
     def finished(self) -> bool:
@@ -165,7 +177,8 @@ class IterativePruningPolicy(PruningPolicy):
             self.baseline = call_evaluate(evaluate, model)
             self.best = self._snapshot(self.baseline, ctx.epoch)
         result = self.pruner.search(model, ctx.masks, evaluate, baseline=self.baseline,
-                                    initial=self.best["rates"] or None, scale=self.scale, optimizer=ctx.optimizer)
+                                    initial=self.best["rates"] or None, max_degradation=self.allowed_degradation(),
+                                    optimizer=ctx.optimizer)
         self.history.append({"iteration": self.iteration, "epoch": ctx.epoch, "rates": result.rates,
                              "sparsity": result.sparsity, "search_value": (result.best or result.reference).value,
                              "evaluations": result.evaluations, "seconds": result.seconds,
@@ -203,6 +216,7 @@ class IterativePruningPolicy(PruningPolicy):
             self._restore(self.best, ctx.optimizer)
             self.iteration += 1
             self.phase = "search"
+            self.scale, self.retries_left = 1.0, self.pruner.retries
             target = self.pruner.target_sparsity
             if target is not None and self.best["sparsity"] >= target:
                 self._stop("target sparsity reached", ctx.optimizer)
@@ -213,8 +227,8 @@ class IterativePruningPolicy(PruningPolicy):
             self.scale /= 2
             self._restore(self.best, ctx.optimizer)
             self.phase = "search"
-            log.info("%s: not recovered; retrying from the last recovered model with max_degradation x %.3g",
-                     self.pruner.name, self.scale)
+            log.info("%s: not recovered; retrying from the last recovered model, searching up to degradation %.4g",
+                     self.pruner.name, self.allowed_degradation())
         else:
             self._stop("not recovered", ctx.optimizer)
 
@@ -268,7 +282,8 @@ class StageWisePruner(Pruner):
         min_improvement: the smallest sparsity gain of a search that keeps the iterations going.
         target_sparsity: stop once the recovered model is at least this sparse.
         max_iterations: most search/retrain iterations.
-        retries: after a failed recovery, retry this many times (in total) with the allowed degradation halved.
+        retries: after a failed recovery, retry this many times (counted per iteration), each time from the last
+            recovered model with half the previous headroom above it (see :class:`IterativePruningPolicy`).
         evaluate: the ``evaluate(model) -> float`` callable (Python only; set the attribute otherwise).
     """
 
@@ -352,12 +367,14 @@ class StageWisePruner(Pruner):
         return self.evaluate
 
     def search(self, model: nn.Module, masks: MaskStore, evaluate: Callable[[nn.Module], float], *,
-               baseline: Optional[float] = None, initial: Optional[Mapping[str, float]] = None, scale: float = 1.0,
-               optimizer: Optional[torch.optim.Optimizer] = None, callback=None) -> SearchResult:
+               baseline: Optional[float] = None, initial: Optional[Mapping[str, float]] = None,
+               max_degradation: Optional[float] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+               callback=None) -> SearchResult:
         """Search rates from the model's current weights and prune it through ``masks`` (see
-        :func:`compress.rate_search.search_group_rates`); ``scale`` multiplies the allowed degradation."""
-        constraint = Constraint(self.constraint.max_degradation * scale, self.constraint.mode,
-                                self.constraint.relative)
+        :func:`compress.rate_search.search_group_rates`); ``max_degradation`` overrides the pruner's for this
+        search."""
+        constraint = Constraint(self.constraint.max_degradation if max_degradation is None else max_degradation,
+                                self.constraint.mode, self.constraint.relative)
         if initial is not None:
             initial = {g: min(max(v, self.lower), self.upper) for g, v in initial.items()}
         result = search_group_rates(model, self.groups, evaluate, constraint, self.make_search(), masks=masks,
