@@ -90,6 +90,11 @@ def parse_args(argv=None):
     s.add_argument("--retrain-epochs", type=int, default=8,
                    help="iterative: most retraining epochs per iteration (SiPO: 8)")
     s.add_argument("--retrain-lr", type=float, default=20.0, help="LR at the start of every retraining (SiPO: 20)")
+    s.add_argument("--anneal-below", type=float, default=0.005,
+                   help="retraining: divide the LR by 4 after an epoch that improves the best validation value by "
+                        "less than this fraction (SiPO kept 20 throughout)")
+    s.add_argument("--retries", type=int, default=2,
+                   help="iterative: after a failed recovery, search again with half the headroom (per iteration)")
     s.add_argument("--target-sparsity", type=float, default=0.967)
     s.add_argument("--max-iterative-epochs", type=int, default=60)
     s.add_argument("--finetune-epochs", type=int, default=6, help="epochs of fine-tuning the final masks")
@@ -259,7 +264,7 @@ def iterative_schedule(args) -> Dict[str, Any]:
         "class": "StageWisePruner", "grouping": "stage_wise", "search": "greedy", "mode": args.mode,
         "relative": args.relative,
         "max_degradation": args.search_degradation, "recovery_tolerance": args.recovery_tolerance,
-        "retrain_epochs": args.retrain_epochs, "target_sparsity": args.target_sparsity, "retries": 1,
+        "retrain_epochs": args.retrain_epochs, "target_sparsity": args.target_sparsity, "retries": args.retries,
         "max_evaluations": args.max_evaluations}},
         "policies": [{"pruner": {"instance_name": "sipo"}, "starting_epoch": 0,
                       "ending_epoch": args.max_iterative_epochs}]}
@@ -275,7 +280,17 @@ def iterative_stage(run: Run) -> bool:
     scheduler = compress.dict_config(model, optimizer, iterative_schedule(args))
     scheduler.components["pruners"]["sipo"].evaluate = run.search_metric
     policy = scheduler.policies[0][2]
-    better = (lambda a, b: a > b) if args.mode == "max" else (lambda a, b: a < b)
+    def gain(value: float, best: float) -> float:
+        """How much better ``value`` is than ``best``, as a fraction of it (inf against no best yet)."""
+        if math.isinf(best):
+            return math.inf
+        return ((value - best) if args.mode == "max" else (best - value)) / abs(best)
+
+    def anneal_unless_improved(value: float, best: float) -> None:
+        if gain(value, best) <= args.anneal_below:
+            for group in optimizer.param_groups:
+                group["lr"] /= 4
+
     worst = -math.inf if args.mode == "max" else math.inf
     state = {"epoch": -1, "best_val": worst, "finetune_done": 0, "finetune_best": worst}
     if os.path.exists(run.path("iterative.pt")):
@@ -303,11 +318,9 @@ def iterative_stage(run: Run) -> bool:
                       f"sparsity {100 * h['sparsity']:.2f}%, {run.describe(h['search_value'])}", flush=True)
             run.train_epoch(model, optimizer, scheduler, epoch)
             val = run.search_metric(model)
-            if better(val, state["best_val"]):
+            anneal_unless_improved(val, state["best_val"])
+            if gain(val, state["best_val"]) > 0:
                 state["best_val"] = val
-            else:
-                for group in optimizer.param_groups:
-                    group["lr"] /= 4
             scheduler.on_epoch_end(epoch, optimizer)
             state["epoch"] = epoch
             save()
@@ -334,12 +347,10 @@ def iterative_stage(run: Run) -> bool:
         t = time.time()
         run.train_epoch(model, optimizer, scheduler, epoch)
         val = run.search_metric(model)
-        if better(val, state["finetune_best"]):
+        anneal_unless_improved(val, state["finetune_best"])
+        if gain(val, state["finetune_best"]) > 0:
             state["finetune_best"] = val
             compress.save_checkpoint(run.path("iterative_best.pt"), model, args=run.model_flags())
-        else:
-            for group in optimizer.param_groups:
-                group["lr"] /= 4
         state["finetune_done"] += 1
         save()
         print(f"fine-tune epoch {state['finetune_done']} | {time.time() - t:5.1f}s | {run.describe(val)}",
