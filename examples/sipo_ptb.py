@@ -90,9 +90,10 @@ def parse_args(argv=None):
     s.add_argument("--retrain-epochs", type=int, default=8,
                    help="iterative: most retraining epochs per iteration (SiPO: 8)")
     s.add_argument("--retrain-lr", type=float, default=20.0, help="LR at the start of every retraining (SiPO: 20)")
-    s.add_argument("--anneal-below", type=float, default=0.005,
+    # 0.005 was tried on a 2x64 LM of the embedded corpus: the same sparsity (95.05%), a fine-tune 0.1 ppl worse.
+    s.add_argument("--anneal-below", type=float, default=0.0,
                    help="retraining: divide the LR by 4 after an epoch that improves the best validation value by "
-                        "less than this fraction (SiPO kept 20 throughout)")
+                        "no more than this fraction (0: only when it does not improve; SiPO kept 20 throughout)")
     s.add_argument("--retries", type=int, default=2,
                    help="iterative: after a failed recovery, search again with half the headroom (per iteration)")
     s.add_argument("--target-sparsity", type=float, default=0.967)
