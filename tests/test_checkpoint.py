@@ -71,6 +71,7 @@ def test_truncated_file_is_a_clear_error_and_model_untouched(tmp_path):
     assert same(before, m.state_dict())
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the foreign file is pickled on purpose
 def test_foreign_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
