@@ -4,7 +4,9 @@ Prints, from one run:
 1. ms per training step of a word-LM (2-layer LSTM, tied, batch 20, bptt 35, WikiText-2 vocabulary) in a plain
    loop, with the compress scheduler active (masks on every weight matrix, applied every step), and with
    ``torch.nn.utils.prune`` masks on the same weights; the ratios to the plain loop. The three loops run
-   interleaved, in rounds, so drifts of clock and temperature hit them alike; the median round counts.
+   interleaved, in rounds, so drifts of clock and temperature hit them alike; the median round counts. The last
+   column is the host time spent inside the scheduler's calls (a loop bound by kernel launches pays it in full);
+   ``--profile`` adds torch.profiler's operator table of the compress loop.
 2. ms to find one global magnitude threshold over N weights with compress.threshold, beside ``torch.kthvalue``.
 
     python examples/bench_core.py --cuda                      # sizes 650 1500, thresholds 1e7 1e8 1e9
@@ -54,29 +56,38 @@ def make_run(kind, size, vocab, device, seed=0):
         params = [(model.rnn, n) for n, _ in list(model.rnn.named_parameters()) if n.startswith("weight")]
         params.append((model.encoder, "weight"))
         prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.5)
+    hook_seconds = [0.0]  # host time inside the scheduler's calls: what a launch-bound loop pays in full
     data = torch.randint(0, vocab, (35, 20), device=device)
     target = torch.randint(0, vocab, (35 * 20,), device=device)
     hidden = model.init_hidden(20)
     step_id = [0]
 
+    def hook(fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        hook_seconds[0] += time.perf_counter() - t0
+        return out
+
     def step():
         i = step_id[0]
         step_id[0] += 1
         if scheduler:
-            scheduler.on_minibatch_begin(0, i, 10 ** 9, optimizer)
+            hook(scheduler.on_minibatch_begin, 0, i, 10 ** 9, optimizer)
         output, _ = model(data, hidden)
         loss = F.cross_entropy(output.view(-1, vocab), target)
         if scheduler:
-            loss = scheduler.before_backward_pass(0, i, 10 ** 9, loss, optimizer)
+            loss = hook(scheduler.before_backward_pass, 0, i, 10 ** 9, loss, optimizer)
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         if scheduler:
-            scheduler.before_parameter_optimization(0, i, 10 ** 9, optimizer)
+            hook(scheduler.before_parameter_optimization, 0, i, 10 ** 9, optimizer)
         optimizer.step()
         if scheduler:
-            scheduler.on_minibatch_end(0, i, 10 ** 9, optimizer)
+            hook(scheduler.on_minibatch_end, 0, i, 10 ** 9, optimizer)
 
+    step.steps = step_id
+    step.hook_seconds = hook_seconds
     return step
 
 
@@ -89,25 +100,43 @@ def time_steps(step, n, device):
     return (time.perf_counter() - t0) * 1000 / n
 
 
-def bench_overhead(sizes, vocab, device, steps, rounds):
+def bench_overhead(sizes, vocab, device, steps, rounds, profile=False):
     rows = []
     kinds = ["plain", "compress", "torch.prune"]
     for size in sizes:
         runs = {k: make_run(k, size, vocab, device) for k in kinds}
         for k in kinds:  # warm-up: cuDNN plans, allocator
             time_steps(runs[k], 3, device)
+        compress_run = runs["compress"]
+        compress_run.hook_seconds[0], first_step = 0.0, compress_run.steps[0]
         times = {k: [] for k in kinds}
         for _ in range(rounds):
             for k in kinds:
                 times[k].append(time_steps(runs[k], steps, device))
         med = {k: statistics.median(v) for k, v in times.items()}
+        hook_us = compress_run.hook_seconds[0] * 1e6 / max(compress_run.steps[0] - first_step, 1)
         rows.append([f"2x{size}", f"{med['plain']:.2f}", f"{med['compress']:.2f}", f"{med['torch.prune']:.2f}",
-                     f"{med['compress'] / med['plain']:.3f}", f"{med['torch.prune'] / med['plain']:.3f}"])
+                     f"{med['compress'] / med['plain']:.3f}", f"{med['torch.prune'] / med['plain']:.3f}",
+                     f"{hook_us:.0f}"])
+        if profile:
+            print(profile_steps(compress_run, device, f"compress loop, 2x{size}"))
         del runs
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return tabulate(rows, headers=["LSTM LM", "plain ms/step", "compress ms/step", "torch.prune ms/step",
-                                   "compress / plain", "torch.prune / plain"], tablefmt="psql")
+                                   "compress / plain", "torch.prune / plain", "hooks host us/step"],
+                    tablefmt="psql")
+
+
+def profile_steps(step, device, title, steps=10, rows=15):
+    """torch.profiler's table of a few steps: which operators the compress loop spends its time in."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        time_steps(step, steps, device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return f"{title} ({steps} steps)\n" + prof.key_averages().table(sort_by=key, row_limit=rows)
 
 
 def bench_threshold(sizes, device, repeat):
@@ -152,12 +181,13 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--thresholds", nargs="*", default=["1e7", "1e8", "1e9"])
     p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's table of the compress loop")
     args = p.parse_args(argv)
     device = torch.device("cuda" if args.cuda else "cpu")
     name = torch.cuda.get_device_name() if args.cuda else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}, torch {torch.__version__}")
     if args.sizes:
-        print(bench_overhead(args.sizes, args.vocab, device, args.steps, args.rounds))
+        print(bench_overhead(args.sizes, args.vocab, device, args.steps, args.rounds, args.profile))
     if args.thresholds:
         print(bench_threshold(args.thresholds, device, args.repeat))
 
