@@ -94,6 +94,9 @@ def parse_args(argv=None):
     s.add_argument("--anneal-below", type=float, default=0.0,
                    help="retraining: divide the LR by 4 after an epoch that improves the best validation value by "
                         "no more than this fraction (0: only when it does not improve; SiPO kept 20 throughout)")
+    s.add_argument("--full-retraining", action="store_true",
+                   help="iterative: retrain every --retrain-epochs epoch and keep the best, instead of searching "
+                        "again at the first recovered epoch")
     s.add_argument("--retries", type=int, default=2,
                    help="iterative: after a failed recovery, search again with half the headroom (per iteration)")
     s.add_argument("--target-sparsity", type=float, default=0.967)
@@ -266,6 +269,7 @@ def iterative_schedule(args) -> Dict[str, Any]:
         "relative": args.relative,
         "max_degradation": args.search_degradation, "recovery_tolerance": args.recovery_tolerance,
         "retrain_epochs": args.retrain_epochs, "target_sparsity": args.target_sparsity, "retries": args.retries,
+        "stop_at_recovery": not args.full_retraining,
         "max_evaluations": args.max_evaluations}},
         "policies": [{"pruner": {"instance_name": "sipo"}, "starting_epoch": 0,
                       "ending_epoch": args.max_iterative_epochs}]}

@@ -52,3 +52,15 @@ def test_sipo_example_on_perplexity_reuses_a_dense_model_and_refuses_mixed_const
         sipo_ptb.main(["--out", second] + TINY)
     with pytest.raises(SystemExit, match="no trained dense model"):
         sipo_ptb.main(["--out", str(tmp_path / "empty"), "--stages", "iterative"] + TINY)
+
+
+def test_sipo_example_flags_reach_the_schedule():
+    import sipo_ptb
+
+    default = sipo_ptb.iterative_schedule(sipo_ptb.parse_args([]))["pruners"]["sipo"]
+    assert default["stop_at_recovery"] is True and default["mode"] == "max" and default["relative"] is False
+    assert (default["max_degradation"], default["recovery_tolerance"]) == (0.01, 0.0)
+    full = sipo_ptb.iterative_schedule(sipo_ptb.parse_args(["--full-retraining", "--metric", "perplexity"]))
+    spec = full["pruners"]["sipo"]
+    assert spec["stop_at_recovery"] is False and spec["mode"] == "min" and spec["relative"] is True
+    assert (spec["max_degradation"], spec["recovery_tolerance"]) == (0.20, 0.10)
