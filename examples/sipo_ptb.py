@@ -11,7 +11,10 @@ The model is PyTorch's word-LM example at 200 units (4,653,200 parameters with P
 included; SiPO prunes and counts all of them). Constraints are on validation next-word accuracy by default, as
 SiPO's (``c = 0.01``: one accuracy point; retraining has recovered when the dense validation accuracy is back), or
 on validation perplexity as a fraction of the dense value with ``--metric perplexity``. The searches evaluate with
-``--search-batch-size`` columns (fast); the table reports the standard batch-10 evaluation. Checkpoints carry the word_lm flags, so ``python -m compress inspect`` can read them:
+``--search-batch-size`` columns (fast); the table reports the standard batch-10 evaluation. ``--stages`` runs part
+of the pipeline, so several pruning runs can start from one dense model (copy ``dense_best.pt`` and
+``results.json`` into another ``--out``). Checkpoints carry the word_lm flags, so ``python -m compress inspect``
+can read them:
 
     python -m compress inspect runs/sipo/dense_best.pt runs/sipo/iterative_best.pt --data ../shared/data/ptb
 """
