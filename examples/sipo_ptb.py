@@ -341,7 +341,8 @@ def iterative_stage(run: Run) -> bool:
         print(f"iterative: stopped ({policy.stop_reason or 'epoch limit'}) after {policy.iteration} iterations",
               flush=True)
         run.results["iterative stage-wise"] = run.row(
-            "iterative stage-wise", model, metric=args.metric, iterations=policy.iteration, stop=policy.stop_reason or "epoch limit",
+            "iterative stage-wise", model, metric=args.metric, iterations=policy.iteration,
+            stop=policy.stop_reason or "epoch limit",
             evaluations=sum(h["evaluations"] for h in policy.history), rates=policy.best["rates"])
         compress.save_checkpoint(run.path("iterative_best.pt"), model, args=run.model_flags())
         run.save_results()
@@ -402,7 +403,8 @@ def main(argv=None) -> Dict[str, Any]:
     print(table(run.results))
     if done:
         if args.metric == "accuracy":
-            print(f"constraints on validation accuracy (points below dense): one-shot {100 * args.oneshot_degradation:g}; "
+            print(f"constraints on validation accuracy (points below dense): one-shot "
+                  f"{100 * args.oneshot_degradation:g}; "
                   f"iterative: each search {100 * args.search_degradation:g}, recovered at "
                   f"{100 * args.recovery_tolerance:g}.", end=" ")
         else:
