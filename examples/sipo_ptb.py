@@ -100,6 +100,8 @@ def parse_args(argv=None):
     s.add_argument("--full-retraining", action="store_true",
                    help="iterative: retrain every --retrain-epochs epoch and keep the best, instead of searching "
                         "again at the first recovered epoch")
+    s.add_argument("--min-improvement", type=float, default=1e-3,
+                   help="iterative: stop when a search gains less sparsity than this (fraction of all weights)")
     s.add_argument("--retries", type=int, default=2,
                    help="iterative: after a failed recovery, search again with half the headroom (per iteration)")
     s.add_argument("--target-sparsity", type=float, default=0.967)
@@ -272,7 +274,7 @@ def iterative_schedule(args) -> Dict[str, Any]:
         "relative": args.relative,
         "max_degradation": args.search_degradation, "recovery_tolerance": args.recovery_tolerance,
         "retrain_epochs": args.retrain_epochs, "target_sparsity": args.target_sparsity, "retries": args.retries,
-        "stop_at_recovery": not args.full_retraining,
+        "stop_at_recovery": not args.full_retraining, "min_improvement": args.min_improvement,
         "max_evaluations": args.max_evaluations}},
         "policies": [{"pruner": {"instance_name": "sipo"}, "starting_epoch": 0,
                       "ending_epoch": args.max_iterative_epochs}]}

@@ -60,7 +60,9 @@ def test_sipo_example_flags_reach_the_schedule():
     default = sipo_ptb.iterative_schedule(sipo_ptb.parse_args([]))["pruners"]["sipo"]
     assert default["stop_at_recovery"] is True and default["mode"] == "max" and default["relative"] is False
     assert (default["max_degradation"], default["recovery_tolerance"]) == (0.01, 0.0)
-    full = sipo_ptb.iterative_schedule(sipo_ptb.parse_args(["--full-retraining", "--metric", "perplexity"]))
+    full = sipo_ptb.iterative_schedule(sipo_ptb.parse_args(["--full-retraining", "--metric", "perplexity",
+                                                            "--min-improvement", "0.0001"]))
     spec = full["pruners"]["sipo"]
     assert spec["stop_at_recovery"] is False and spec["mode"] == "min" and spec["relative"] is True
+    assert spec["min_improvement"] == 0.0001 and default["min_improvement"] == 0.001
     assert (spec["max_degradation"], spec["recovery_tolerance"]) == (0.20, 0.10)
