@@ -290,16 +290,18 @@ def iterative_stage(run: Run) -> bool:
     scheduler = compress.dict_config(model, optimizer, iterative_schedule(args))
     scheduler.components["pruners"]["sipo"].evaluate = run.search_metric
     policy = scheduler.policies[0][2]
-    def gain(value: float, best: float) -> float:
-        """How much better ``value`` is than ``best``, as a fraction of it (inf against no best yet)."""
-        if math.isinf(best):
-            return math.inf
-        return ((value - best) if args.mode == "max" else (best - value)) / abs(best)
 
-    def anneal_unless_improved(value: float, best: float) -> None:
-        if gain(value, best) <= args.anneal_below:
+    def record(value: float, key: str) -> bool:
+        """Keep ``value`` in ``state[key]`` if it is better; anneal the LR unless it is better by more than
+        --anneal-below (as a fraction). True when it was better."""
+        best = state[key]
+        gain = math.inf if math.isinf(best) else ((value - best) if args.mode == "max" else (best - value)) / abs(best)
+        if gain <= args.anneal_below:
             for group in optimizer.param_groups:
                 group["lr"] /= 4
+        if gain > 0:
+            state[key] = value
+        return gain > 0
 
     worst = -math.inf if args.mode == "max" else math.inf
     state = {"epoch": -1, "best_val": worst, "finetune_done": 0, "finetune_best": worst}
@@ -328,9 +330,7 @@ def iterative_stage(run: Run) -> bool:
                       f"sparsity {100 * h['sparsity']:.2f}%, {run.describe(h['search_value'])}", flush=True)
             run.train_epoch(model, optimizer, scheduler, epoch)
             val = run.search_metric(model)
-            anneal_unless_improved(val, state["best_val"])
-            if gain(val, state["best_val"]) > 0:
-                state["best_val"] = val
+            record(val, "best_val")
             scheduler.on_epoch_end(epoch, optimizer)
             state["epoch"] = epoch
             save()
@@ -358,9 +358,7 @@ def iterative_stage(run: Run) -> bool:
         t = time.time()
         run.train_epoch(model, optimizer, scheduler, epoch)
         val = run.search_metric(model)
-        anneal_unless_improved(val, state["finetune_best"])
-        if gain(val, state["finetune_best"]) > 0:
-            state["finetune_best"] = val
+        if record(val, "finetune_best"):
             compress.save_checkpoint(run.path("iterative_best.pt"), model, args=run.model_flags())
         state["finetune_done"] += 1
         save()
