@@ -500,7 +500,7 @@ def prune_to_constraint(model: nn.Module, evaluate: Evaluate, max_degradation: f
     Example::
 
         result = prune_to_constraint(model, lambda m: val_perplexity(m), 0.05, relative=True)   # <= +5% ppl
-        print(result.sparsity, result.rates)
+        sparsity, rates = result.sparsity, result.rates   # the model is pruned in place
 
     Args:
         model: the trained model, pruned in place.

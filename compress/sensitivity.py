@@ -6,7 +6,7 @@ copy and its pruning piled up across levels). The metric is whatever ``evaluate(
 or higher is better (``mode``), not Distiller's fixed ``(top1, top5, loss)``.
 
     result = sensitivity_analysis(model, lambda m: val_perplexity(m), [0.0, 0.25, 0.5, 0.75, 0.9])
-    print(result.table())
+    table = result.table()                    # a string, for the caller to print or log
     result.to_csv("sensitivity.csv")
     result.plot("sensitivity.png")            # needs matplotlib (pip install compress[plot]); else returns None
     result.to_schedule("start.yaml", budget=0.05, relative=True)
