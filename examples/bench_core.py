@@ -2,8 +2,9 @@
 
 Prints, from one run:
 1. ms per training step of a word-LM (2-layer LSTM, tied, batch 20, bptt 35, WikiText-2 vocabulary) in a plain
-   loop, with the compress scheduler active (masks on every weight matrix, applied every step), and with
-   ``torch.nn.utils.prune`` masks on the same weights; the ratios to the plain loop. The three loops run
+   loop, with the compress scheduler active (masks on every weight matrix, applied every step), the same with
+   the store's earlier masking kernel (``mul_`` by the bool mask; on the CPU the two are one), and with
+   ``torch.nn.utils.prune`` masks on the same weights; the ratios to the plain loop. The four loops run
    interleaved, in rounds, so drifts of clock and temperature hit them alike; the median round counts. The last
    column is the host time spent inside the scheduler's calls (a loop bound by kernel launches pays it in full);
    ``--profile`` adds torch.profiler's operator table of the compress loop, ``--mask-kernels`` the time of each
@@ -28,6 +29,7 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import compress  # noqa: E402
+import compress.masks  # noqa: E402
 from compress.threshold import magnitude_threshold  # noqa: E402
 from models import RNNModel  # noqa: E402
 
@@ -36,6 +38,9 @@ SCHEDULE = {
                         "weights": ["rnn.weight_*", "encoder.weight"]}},
     "policies": [{"pruner": {"instance_name": "all"}, "starting_epoch": 0, "ending_epoch": 10}],
 }
+
+
+MUL_KIND = "compress, mul_ masking"
 
 
 def sync(device):
@@ -49,8 +54,10 @@ def make_run(kind, size, vocab, device, seed=0):
     model = RNNModel("LSTM", vocab, size, size, 2, dropout=0.5, tie_weights=True).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     scheduler = None
-    if kind == "compress":
+    if kind.startswith("compress"):
         scheduler = compress.dict_config(model, optimizer, SCHEDULE)
+        if kind == MUL_KIND:  # the store's earlier kernel, for a side-by-side comparison
+            scheduler.masks._zero_pruned_ = compress.masks._multiply_
         scheduler.on_epoch_begin(0)
     elif kind == "torch.prune":
         import torch.nn.utils.prune as prune
@@ -103,7 +110,7 @@ def time_steps(step, n, device):
 
 def bench_overhead(sizes, vocab, device, steps, rounds, profile=False):
     rows = []
-    kinds = ["plain", "compress", "torch.prune"]
+    kinds = ["plain", "compress", MUL_KIND, "torch.prune"]
     for size in sizes:
         runs = {k: make_run(k, size, vocab, device) for k in kinds}
         for k in kinds:  # warm-up: cuDNN plans, allocator
@@ -116,16 +123,18 @@ def bench_overhead(sizes, vocab, device, steps, rounds, profile=False):
                 times[k].append(time_steps(runs[k], steps, device))
         med = {k: statistics.median(v) for k, v in times.items()}
         hook_us = compress_run.hook_seconds[0] * 1e6 / max(compress_run.steps[0] - first_step, 1)
-        rows.append([f"2x{size}", f"{med['plain']:.2f}", f"{med['compress']:.2f}", f"{med['torch.prune']:.2f}",
-                     f"{med['compress'] / med['plain']:.3f}", f"{med['torch.prune'] / med['plain']:.3f}",
+        rows.append([f"2x{size}", f"{med['plain']:.2f}", f"{med['compress']:.2f}", f"{med[MUL_KIND]:.2f}",
+                     f"{med['torch.prune']:.2f}", f"{med['compress'] / med['plain']:.3f}",
+                     f"{med[MUL_KIND] / med['plain']:.3f}", f"{med['torch.prune'] / med['plain']:.3f}",
                      f"{hook_us:.0f}"])
         if profile:
             print(profile_steps(compress_run, device, f"compress loop, 2x{size}"))
         del runs
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return tabulate(rows, headers=["LSTM LM", "plain ms/step", "compress ms/step", "torch.prune ms/step",
-                                   "compress / plain", "torch.prune / plain", "hooks host us/step"],
+    return tabulate(rows, headers=["LSTM LM", "plain ms/step", "compress ms/step", "mul_ masking ms/step",
+                                   "torch.prune ms/step", "compress / plain", "mul_ masking / plain",
+                                   "torch.prune / plain", "hooks host us/step"],
                     tablefmt="psql")
 
 
@@ -186,6 +195,7 @@ def bench_mask_kernels(weights, device, repeat=20):
     ways = {
         "mul_(bool keep-mask)": lambda: param.mul_(keep),
         "masked_fill_(bool pruned-mask, 0)": lambda: param.masked_fill_(pruned, 0),
+        "masked_fill_(~keep, 0), negation included": lambda: param.masked_fill_(keep.logical_not(), 0),
         "where(keep, param, 0, out=param)": lambda: torch.where(keep, param, zero, out=param),
         "mul_(float keep-mask, 4 bytes/weight)": lambda: param.mul_(keep_float),
     }

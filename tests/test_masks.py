@@ -58,6 +58,41 @@ def test_pruned_weights_stay_exactly_zero_after_every_step(tiny_lm, opt):
     assert len(scheduler.masks) == 5
 
 
+def test_fill_kernel_zeroes_exactly_the_pruned_positions():
+    from compress.masks import _fill_pruned_
+
+    torch.manual_seed(0)
+    weights = torch.randn(1000)
+    weights[:3] = float("inf")  # mul_ would leave nan at a pruned inf; the fill leaves 0
+    keep = torch.rand(1000) > 0.7
+    keep[0], keep[1] = False, True
+    filled = weights.clone()
+    _fill_pruned_(filled, keep)
+    assert torch.equal(filled[~keep], torch.zeros(int((~keep).sum())))
+    assert torch.equal(filled[keep], weights[keep])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the masked_fill_ path is taken on CUDA tensors only")
+@pytest.mark.parametrize("fill_from", [0, 1 << 62])
+def test_pruned_weights_stay_zero_on_cuda_with_either_kernel(tiny_lm, monkeypatch, fill_from):
+    monkeypatch.setattr("compress.masks.FILL_FROM_NUMEL", fill_from)
+    model = tiny_lm.cuda()
+    optimizer = OPTIMIZERS["sgd_momentum_wd"](model.parameters())
+    scheduler = compress.dict_config(model, optimizer, PRUNE_HALF)
+    scheduler.on_epoch_begin(0)
+    data = torch.randint(0, 50, (6, 3), device="cuda")
+    for i in range(3):
+        out, _ = model(data, model.init_hidden(3))
+        optimizer.zero_grad()
+        F.cross_entropy(out.view(-1, 50), data.view(-1)).backward()
+        optimizer.step()
+        scheduler.on_minibatch_end(0, i, 3, optimizer)
+        for name, mask in scheduler.masks.items():
+            param = scheduler.masks.parameter(name)
+            assert (param[~mask] == 0).all(), name
+            assert (optimizer.state[param]["momentum_buffer"][~mask] == 0).all(), name
+
+
 def test_masking_after_steps_works_without_the_optimizer_known(tiny_lm):
     optimizer = OPTIMIZERS["sgd_momentum_wd"](tiny_lm.parameters())
     scheduler = compress.dict_config(tiny_lm, None, PRUNE_HALF)
