@@ -418,6 +418,27 @@ def test_a_retry_halves_the_headroom_above_the_recovered_model_and_a_recovery_re
     assert policy.best["value"] == pytest.approx(1.1 * policy.baseline)
 
 
+def test_a_loop_that_ends_mid_retraining_keeps_the_iteration_if_it_has_recovered():
+    model, x, teacher, val_loss = teacher_problem()
+    scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=3, stop_at_recovery=False))
+    pruner, policy = scheduler.components["pruners"]["sipo"], scheduler.policies[0][2]
+
+    def epoch(n, value_at_end):
+        pruner.evaluate = val_loss
+        scheduler.on_epoch_begin(n)
+        pruner.evaluate = lambda m: value_at_end(policy.baseline)
+        scheduler.on_epoch_end(n)
+
+    epoch(0, lambda base: 1.04 * base)      # recovered in its first epoch; full retraining goes on
+    searched = policy.history[-1]["sparsity"]
+    assert policy.iteration == 0 and policy.best["sparsity"] == 0.0 and searched > 0
+    policy.restore_best()                   # the loop's epoch limit: the recovered iteration is the best
+    assert policy.iteration == 1 and policy.best["sparsity"] == pytest.approx(searched)
+    assert policy.best["value"] == pytest.approx(1.04 * policy.baseline)
+    kept = sum(int(scheduler.masks[n].sum()) for n in ("a.weight", "b.weight"))
+    assert 1 - kept / 512 == pytest.approx(searched)
+
+
 def test_one_shot_policy_searches_once_and_keeps_the_result():
     model, x, teacher, val_loss = teacher_problem()
     scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=0))

@@ -155,7 +155,14 @@ class IterativePruningPolicy(PruningPolicy):
         self.pruner.rates = dict(snapshot["rates"]) or None
 
     def restore_best(self, optimizer: Optional[torch.optim.Optimizer] = None) -> None:
-        """Put the best recovered weights and masks into the model (done automatically when the policy stops)."""
+        """Put the best recovered weights and masks into the model (done automatically when the policy stops).
+
+        Called by a loop that ends early (an epoch limit), an iteration still retraining counts if one of its
+        epochs has already recovered: it is sparser than the last finished one.
+        """
+        if self.iteration_best is not None:
+            self.best, self.iteration_best = self.iteration_best, None
+            self.iteration += 1
         if self.best is not None:
             self._restore(self.best, optimizer)
 
