@@ -4,8 +4,8 @@ Every pruner family computes boolean keep-masks and hands them to a :class:`Mask
 gradients or optimizer state itself. The store
 
 * keeps one ``torch.bool`` mask per canonical parameter name (1 byte per weight; Distiller used 4);
-* multiplies weights by their masks in place, so the single flat weight buffer of a cuDNN LSTM is kept
-  (no ``flatten_parameters`` each step, no forward pre-hook);
+* zeroes pruned weights in place (a multiply by the mask, or ``masked_fill_`` for large CUDA tensors), so the
+  single flat weight buffer of a cuDNN LSTM is kept (no ``flatten_parameters`` each step, no forward pre-hook);
 * zeroes optimizer state (momentum, Adam moments, ...) at pruned positions and at positions that grow back,
   so a regrown weight starts fresh and a pruned one is not pushed by stale momentum;
 * skips re-masking before the forward pass when a weight has not been written since it was last masked, read

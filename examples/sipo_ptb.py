@@ -347,8 +347,8 @@ def iterative_stage(run: Run) -> bool:
         print(f"iterative: stopped ({policy.stop_reason or 'epoch limit'}) after {policy.iteration} iterations",
               flush=True)
         run.results["iterative stage-wise"] = run.row(
-            "iterative stage-wise", model, metric=args.metric, iterations=policy.iteration,
-            stop=policy.stop_reason or "epoch limit",
+            "iterative stage-wise", model, metric=args.metric, retrain_dropout=args.retrain_dropout,
+            iterations=policy.iteration, stop=policy.stop_reason or "epoch limit",
             evaluations=sum(h["evaluations"] for h in policy.history), rates=policy.best["rates"])
         compress.save_checkpoint(run.path("iterative_best.pt"), model, args=run.model_flags())
         run.save_results()
@@ -370,7 +370,8 @@ def iterative_stage(run: Run) -> bool:
               flush=True)
     compress.load_checkpoint(run.path("iterative_best.pt"), model)
     run.results["iterative stage-wise + fine-tune"] = run.row("iterative stage-wise + fine-tune", model,
-                                                              metric=args.metric)
+                                                              metric=args.metric,
+                                                              retrain_dropout=args.retrain_dropout)
     run.save_results()
     return True
 

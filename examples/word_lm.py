@@ -60,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cuda", action="store_true")
     p.add_argument("--tf32", action="store_true",
                    help="TF32 tensor cores for the fp32 matrix products (GPUs since Ampere), as cuDNN's LSTM already "
-                        "uses by default: faster large-vocabulary decoders, at TF32's 10-bit mantissa")
+                        "uses by default; mainly the decoder's product over the vocabulary (10-bit mantissa)")
     p.add_argument("--save", help="checkpoint written after every epoch (atomically)")
     p.add_argument("--resume", help="checkpoint to continue from (same schedule and model flags)")
     p.add_argument("--name", help="experiment name in the perplexity table (default: the schedule's file name)")

@@ -157,7 +157,7 @@ class IterativePruningPolicy(PruningPolicy):
     def restore_best(self, optimizer: Optional[torch.optim.Optimizer] = None) -> None:
         """Put the best recovered weights and masks into the model (done automatically when the policy stops).
 
-        Called by a loop that ends early (an epoch limit), an iteration still retraining counts if one of its
+        When a loop that ends early (an epoch limit) calls it, an iteration still retraining counts if one of its
         epochs has already recovered: it is sparser than the last finished one.
         """
         if self.iteration_best is not None:
