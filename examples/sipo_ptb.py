@@ -116,6 +116,10 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, defaults[i])
     args.relative = defaults[3]
+    for key in ("dropout", "retrain_dropout"):
+        value = getattr(args, key)
+        if value is not None and not 0 <= value < 1:
+            p.error(f"--{key.replace('_', '-')} must be in [0, 1), got {value:g}")
     args.mode = "max" if args.metric == "accuracy" else "min"
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]

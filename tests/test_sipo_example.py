@@ -66,3 +66,16 @@ def test_sipo_example_flags_reach_the_schedule():
     assert spec["stop_at_recovery"] is False and spec["mode"] == "min" and spec["relative"] is True
     assert spec["min_improvement"] == 0.0001 and default["min_improvement"] == 0.001
     assert (spec["max_degradation"], spec["recovery_tolerance"]) == (0.20, 0.10)
+
+
+def test_retraining_dropout_builds_the_pruned_model_and_is_checked(tmp_path):
+    import pytest
+    import sipo_ptb
+
+    args = sipo_ptb.parse_args(["--out", str(tmp_path), "--retrain-dropout", "0.1"] + TINY)
+    run = sipo_ptb.Run(args)
+    dense, retrain = run.new_model(), run.new_model(args.retrain_dropout)
+    assert dense.drop.p == args.dropout == 0.2 and dense.rnn.dropout == 0.2
+    assert retrain.drop.p == 0.1 and retrain.rnn.dropout == 0.1
+    with pytest.raises(SystemExit):
+        sipo_ptb.parse_args(["--retrain-dropout", "1"])
