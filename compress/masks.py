@@ -40,7 +40,7 @@ def _multiply_(tensors: List[torch.Tensor], masks: List[torch.Tensor]) -> None:
             t.mul_(m)
 
 
-# On CUDA, tensors from this size zero their pruned weights with masked_fill_ (see MaskStore._zero_pruned_).
+# The default of MaskStore.fill_from_numel (see MaskStore._zero_pruned_).
 FILL_FROM_NUMEL = 1 << 24
 
 
@@ -55,11 +55,15 @@ class MaskStore:
     Args:
         model: the model whose parameters are masked; found by name, never by type.
         optimizer: optional; when known, its state is zeroed at pruned and regrown positions.
+
+    ``fill_from_numel``: CUDA tensors of at least this many elements are zeroed with ``masked_fill_``, smaller
+    ones and CPU tensors multiplied by their masks (``math.inf``: multiply everything).
     """
 
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None):
         self.model = model
         self.optimizer = optimizer
+        self.fill_from_numel: float = FILL_FROM_NUMEL
         self.index = ParameterIndex(model)
         self._masks: Dict[str, torch.Tensor] = {}
         self.forward_only: Set[str] = set()
@@ -189,14 +193,14 @@ class MaskStore:
 
         ``mul_`` by a bool tensor converts the mask element by element (PyTorch's dynamic-casting path). On an
         H200, at 8.6e7 weights, it took 0.306 ms; ``masked_fill_`` with the mask negated on the fly 0.252 ms
-        (``torch.where`` 0.362 ms), so large CUDA tensors (``FILL_FROM_NUMEL``) take that path. Below that size
+        (``torch.where`` 0.362 ms), so large CUDA tensors (``fill_from_numel``) take that path. Below that size
         the extra negation kernel cost more than it saved (a 2x650 LSTM LM stepped 1-2% slower with every
         tensor filled), and elsewhere one ``_foreach_mul_`` stays. ``examples/bench_core.py --mask-kernels``
         times the kernels.
         """
         rest_t, rest_m = [], []
         for t, m in zip(tensors, keep_masks):
-            if t.is_cuda and t.numel() >= FILL_FROM_NUMEL and m.dtype == torch.bool and m.device == t.device:
+            if t.is_cuda and t.numel() >= self.fill_from_numel and m.device == t.device:  # masks are bool
                 _fill_pruned_(t, m)
             else:
                 rest_t.append(t)

@@ -25,7 +25,8 @@ def test_ptq_example_prints_distillers_table_from_a_word_lm_checkpoint(checkpoin
 
     stats = str(tmp_path / "stats.yaml")
     rows = ptq_word_lm.main(["--checkpoint", checkpoint, "--synthetic-tokens", "3000", "--bptt", "10",
-                             "--rows", "fp32,fp16,int8_asym_pc_avg,int8_laplace_logits,mixed,real_int8", "--calib-batches", "3",
+                             "--rows", "fp32,fp16,int8_asym_pc_avg,int8_laplace_logits,mixed,real_int8",
+                             "--calib-batches", "3",
                              "--stats-out", stats, "--schedule", os.path.join(ROOT, "schedules", "ptq_int8_lstm.yaml")])
     out = capsys.readouterr().out
     assert "INT8: Clipping" in out and "vs FP32" in out and "Real INT8 export" in out

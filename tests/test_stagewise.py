@@ -390,6 +390,20 @@ def test_an_iteration_that_does_not_recover_stops_and_restores_the_last_recovere
     assert torch.equal(model.a.weight, before) and "a.weight" not in scheduler.masks
 
 
+def scripted_epochs(scheduler, val_loss):
+    """``epoch(n, value_at_end)``: epoch ``n`` without training, searching on ``val_loss`` and ending with the
+    validation value ``value_at_end(baseline)``, so a test scripts when an iteration recovers."""
+    pruner, policy = scheduler.components["pruners"]["sipo"], scheduler.policies[0][2]
+
+    def epoch(n, value_at_end):
+        pruner.evaluate = val_loss
+        scheduler.on_epoch_begin(n)
+        pruner.evaluate = lambda m: value_at_end(policy.baseline)
+        scheduler.on_epoch_end(n)
+
+    return epoch
+
+
 def test_a_retry_halves_the_headroom_above_the_recovered_model_and_a_recovery_restores_it():
     model, x, teacher, val_loss = teacher_problem()
     scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=1, recovery_tolerance=0.2,
@@ -398,12 +412,7 @@ def test_a_retry_halves_the_headroom_above_the_recovered_model_and_a_recovery_re
     allowed = []
     search = pruner.search
     pruner.search = lambda *a, **kw: allowed.append(kw["max_degradation"]) or search(*a, **kw)
-
-    def epoch(n, value_at_end):
-        pruner.evaluate = val_loss
-        scheduler.on_epoch_begin(n)
-        pruner.evaluate = lambda m: value_at_end(policy.baseline)
-        scheduler.on_epoch_end(n)
+    epoch = scripted_epochs(scheduler, val_loss)
 
     epoch(0, lambda base: math.inf)               # not recovered: retry from the unpruned model (degradation 0)
     epoch(1, lambda base: 1.1 * base)             # recovered at +10%
@@ -421,13 +430,8 @@ def test_a_retry_halves_the_headroom_above_the_recovered_model_and_a_recovery_re
 def test_a_loop_that_ends_mid_retraining_keeps_the_iteration_if_it_has_recovered():
     model, x, teacher, val_loss = teacher_problem()
     scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=3, stop_at_recovery=False))
-    pruner, policy = scheduler.components["pruners"]["sipo"], scheduler.policies[0][2]
-
-    def epoch(n, value_at_end):
-        pruner.evaluate = val_loss
-        scheduler.on_epoch_begin(n)
-        pruner.evaluate = lambda m: value_at_end(policy.baseline)
-        scheduler.on_epoch_end(n)
+    policy = scheduler.policies[0][2]
+    epoch = scripted_epochs(scheduler, val_loss)
 
     epoch(0, lambda base: 1.04 * base)      # recovered in its first epoch; full retraining goes on
     searched = policy.history[-1]["sparsity"]
