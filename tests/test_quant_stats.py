@@ -123,3 +123,49 @@ def test_malformed_stats_name_module_and_key(tmp_path):
     bad.write_text("enc: !!python/object:os.system {}\n")
     with pytest.raises(ValueError, match="invalid YAML"):
         load_stats(bad)
+
+
+# ------------------------------------------------------------------ per-channel statistics
+def test_per_channel_statistics_are_exact_and_only_where_asked():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Identity(), nn.Tanh())
+    batches = [torch.randn(n, 4, 5) * torch.tensor([0.1, 1.0, 10.0, 2.0, 0.5]) + 3 for n in (1, 7, 3)]
+    stats = collect_activation_stats(model, [(b,) for b in batches], channels=["0"])
+    rows = torch.cat([b.reshape(-1, 5) for b in batches]).double()
+    ch = stats["0"]["output"]["channels"]
+    assert ch["min"] == pytest.approx(rows.amin(0).tolist())
+    assert ch["max"] == pytest.approx(rows.amax(0).tolist())
+    assert ch["mean"] == pytest.approx(rows.mean(0).tolist())
+    assert ch["std"] == pytest.approx(rows.std(0, unbiased=False).tolist())
+    assert ch["b"] == pytest.approx((rows - rows.mean(0)).abs().mean(0).tolist())
+    assert stats["0"]["inputs"][0]["channels"]["max"] == ch["max"]   # the Identity's input is its output
+    assert "channels" not in stats["1"]["output"]                   # not asked for
+    assert stats["0"]["output"]["max"] == pytest.approx(max(ch["max"]))
+
+
+def test_per_channel_statistics_need_one_channel_count():
+    model = nn.Sequential(nn.Identity())
+    with pytest.raises(ValueError, match=r"module 0 input 0: per-channel statistics need the same last dimension"):
+        collect_activation_stats(model, [(torch.zeros(2, 3),), (torch.zeros(2, 4),)], channels=["0"])
+    with pytest.raises(KeyError, match="not observed"):
+        ActivationStatsCollector(model, ["0"], channels=["1"])
+
+
+def test_per_channel_statistics_yaml_round_trip_and_checks(tmp_path):
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+    stats = collect_activation_stats(model, [torch.randn(5, 3), torch.randn(2, 3)], channels=["1"])
+    path = tmp_path / "stats.yaml"
+    save_stats(stats, path)
+    loaded = load_stats(path)
+    assert loaded == validate_stats(stats)
+    assert len(loaded["1"]["output"]["channels"]["max"]) == 4
+    good = {"min": [0.0, -1.0], "max": [1.0, 1.0]}
+    assert validate_stats({"m": {"output": {"min": -1, "max": 1, "channels": good}}})["m"]["output"]["channels"] == good
+    for channels, message in [({"min": [0.0], "max": [1.0, 2.0]}, "lists of different lengths"),
+                              ({"min": [2.0], "max": [1.0]}, "channel 0: min 2.0 exceeds max 1.0"),
+                              ({"min": [0.0], "max": ["a"]}, r"channels\.max: expected a non-empty list"),
+                              ({"min": [0.0], "max": [1.0], "avg": [1.0]}, r"channels\.avg: unknown key"),
+                              ({"max": [1.0]}, "missing 'min'")]:
+        with pytest.raises(ValueError, match=message):
+            validate_stats({"m": {"output": {"min": -1, "max": 1, "channels": channels}}})

@@ -4,7 +4,8 @@
 leaf modules and records, for every input position and the output of each module: ``min``, ``max``,
 ``avg_min``, ``avg_max`` (the mean over *samples* of each sample's minimum/maximum), ``mean``, ``std``, ``b``
 (the Laplace scale, mean of ``|x - mean|``; needs a second pass), ``shape`` (of the last call) and
-``samples``. A sample is one vector along the last dimension (one time step of one sequence for the gates
+``samples``; for the modules named in ``channels``, also ``channels``: ``min``, ``max``, ``mean``, ``std`` and
+``b`` of every channel (position along the last dimension) as lists, for per-channel activation scales. A sample is one vector along the last dimension (one time step of one sequence for the gates
 of a modular LSTM, one token for a decoder), which is what Distiller's per-timestep LSTM statistics counted.
 
 **Weighting fixed against Distiller** (distiller.md §9): Distiller's collector updated ``avg_min``/``avg_max``
@@ -22,6 +23,8 @@ Distiller::
       inputs:
         0: {min: ..., max: ..., avg_min: ..., avg_max: ..., mean: ..., std: ..., shape: (10, 1500)}
       output: {min: ..., max: ..., ...}
+
+(``channels`` is our addition; Distiller reads the other keys and ignores it.)
 """
 from __future__ import annotations
 
@@ -41,8 +44,50 @@ Calibration = Union[Callable[[nn.Module], Any], Iterable[Any]]
 
 _REQUIRED = ("min", "max")
 _NUMERIC = ("min", "max", "avg_min", "avg_max", "mean", "std", "b")
+_CHANNEL_KEYS = ("min", "max", "mean", "std", "b")
 
 _COMPACT_EVERY = 512  # merge per-call partials this often, bounding memory over long calibrations
+
+
+class _ChannelStats:
+    """Running per-channel statistics (channel = position along the last dimension), kept on the device."""
+
+    __slots__ = ("min", "max", "sum", "sumsq", "rows", "absdev")
+
+    def __init__(self, rows: torch.Tensor):
+        self.min, self.max = torch.aminmax(rows, dim=0)
+        r = rows.to(torch.float64)
+        self.sum, self.sumsq = r.sum(0), r.square().sum(0)
+        self.rows = rows.shape[0]
+        self.absdev: Optional[torch.Tensor] = None
+
+    def add(self, rows: torch.Tensor, where: str) -> None:
+        if rows.shape[1] != self.min.numel():
+            raise ValueError(f"{where}: per-channel statistics need the same last dimension in every call "
+                             f"({self.min.numel()} before, {rows.shape[1]} now)")
+        mn, mx = torch.aminmax(rows, dim=0)
+        torch.minimum(self.min, mn, out=self.min)
+        torch.maximum(self.max, mx, out=self.max)
+        r = rows.to(torch.float64)
+        self.sum += r.sum(0)
+        self.sumsq += r.square().sum(0)
+        self.rows += rows.shape[0]
+
+    def mean(self) -> torch.Tensor:
+        return self.sum / self.rows
+
+    def add_absdev(self, rows: torch.Tensor) -> None:
+        dev = (rows.to(torch.float64) - self.mean()).abs().sum(0)
+        self.absdev = dev if self.absdev is None else self.absdev + dev
+
+    def summary(self, with_b: bool) -> Dict[str, List[float]]:
+        mean = self.mean()
+        var = (self.sumsq / self.rows - mean.square()).clamp_min(0.0)
+        out = {"min": self.min.double().cpu().tolist(), "max": self.max.double().cpu().tolist(),
+               "mean": mean.cpu().tolist(), "std": var.sqrt().cpu().tolist()}
+        if with_b and self.absdev is not None:
+            out["b"] = (self.absdev / self.rows).cpu().tolist()
+        return out
 
 
 class _Slot:
@@ -52,22 +97,33 @@ class _Slot:
     ``[min, max, Σ sample minima, Σ sample maxima, mean, variance]`` plus its element and sample counts.
     """
 
-    __slots__ = ("parts", "counts", "absdev", "mean", "shape")
+    __slots__ = ("parts", "counts", "absdev", "mean", "shape", "per_channel", "channels", "where")
 
-    def __init__(self):
+    def __init__(self, per_channel: bool = False, where: str = "tensor"):
         self.parts: List[torch.Tensor] = []
         self.counts: List[Tuple[int, int]] = []
         self.absdev: List[torch.Tensor] = []
         self.mean: Optional[torch.Tensor] = None
         self.shape: Sequence[int] = ()
+        self.per_channel = per_channel
+        self.channels: Optional[_ChannelStats] = None
+        self.where = where
+
+    @staticmethod
+    def _rows(x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1]) if x.dim() >= 2 else x.reshape(-1, 1)
+        return rows if rows.is_floating_point() else rows.to(torch.float64)
 
     def first_pass(self, x: torch.Tensor) -> None:
         x = x.detach()
         if x.numel() == 0:
             return
-        rows = x.reshape(-1, x.shape[-1]) if x.dim() >= 2 else x.reshape(-1, 1)
-        if not rows.is_floating_point():
-            rows = rows.to(torch.float64)
+        rows = self._rows(x)
+        if self.per_channel:
+            if self.channels is None:
+                self.channels = _ChannelStats(rows)
+            else:
+                self.channels.add(rows, self.where)
         smin, smax = torch.aminmax(rows, dim=1)
         var, mean = torch.var_mean(rows.to(torch.float64), correction=0)
         self.parts.append(torch.stack([smin.min().to(torch.float64), smax.max().to(torch.float64),
@@ -84,6 +140,8 @@ class _Slot:
         if self.mean is None:
             self.mean = self._reduce()[4]
         self.absdev.append((x.detach().to(torch.float64) - self.mean).abs().sum())
+        if self.channels is not None:
+            self.channels.add_absdev(self._rows(x.detach()))
         if len(self.absdev) >= _COMPACT_EVERY:
             self.absdev = [torch.stack(self.absdev).sum()]
 
@@ -107,6 +165,8 @@ class _Slot:
             out["b"] = float(torch.stack(self.absdev).sum()) / total
         out["shape"] = "(" + ", ".join(str(s) for s in self.shape) + ("," if len(self.shape) == 1 else "") + ")"
         out["samples"] = int(samples)
+        if self.channels is not None:
+            out["channels"] = self.channels.summary(with_b)
         return out
 
 
@@ -119,9 +179,11 @@ class ActivationStatsCollector:
     Args:
         model: the model.
         modules: names of the modules to observe; default every leaf module.
+        channels: names of observed modules whose inputs and output also get per-channel statistics.
     """
 
-    def __init__(self, model: nn.Module, modules: Optional[Iterable[str]] = None):
+    def __init__(self, model: nn.Module, modules: Optional[Iterable[str]] = None,
+                 channels: Iterable[str] = ()):
         named = dict(model.named_modules())
         if modules is None:
             modules = [n for n, m in named.items() if n and not any(True for _ in m.children())]
@@ -129,6 +191,10 @@ class ActivationStatsCollector:
         missing = [n for n in modules if n not in named]
         if missing:
             raise KeyError(f"no module named {missing[0]!r} in the model")
+        self.channels = set(channels)
+        unobserved = sorted(self.channels - set(modules))
+        if unobserved:
+            raise KeyError(f"per-channel statistics asked for {unobserved[0]!r}, which is not observed")
         self.model = model
         self.names: List[str] = modules
         self._modules = {n: named[n] for n in modules}
@@ -138,15 +204,16 @@ class ActivationStatsCollector:
 
     def _hook(self, name: str):
         slots = self._slots[name]
+        per_channel = name in self.channels
 
         def hook(module, inputs, output):
             first = self._pass == 1
             for i, x in enumerate(inputs):
                 if torch.is_tensor(x):
-                    slot = slots.setdefault(i, _Slot())
+                    slot = slots.get(i) or slots.setdefault(i, _Slot(per_channel, f"module {name} input {i}"))
                     slot.first_pass(x) if first else slot.second_pass(x)
             if torch.is_tensor(output):
-                slot = slots.setdefault("output", _Slot())
+                slot = slots.get("output") or slots.setdefault("output", _Slot(per_channel, f"module {name} output"))
                 slot.first_pass(output) if first else slot.second_pass(output)
 
         return hook
@@ -220,7 +287,7 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
 
 
 def collect_activation_stats(model: nn.Module, calibration: Calibration, modules: Optional[Iterable[str]] = None,
-                             laplace: bool = True) -> Stats:
+                             laplace: bool = True, channels: Iterable[str] = ()) -> Stats:
     """Statistics of every observed module's inputs and output over the calibration data.
 
     Args:
@@ -229,11 +296,12 @@ def collect_activation_stats(model: nn.Module, calibration: Calibration, modules
         calibration: see :func:`run_calibration`; it is run twice when ``laplace`` is set.
         modules: module names to observe; default every leaf.
         laplace: run the second pass that computes ``b`` (needed by LAPLACE clipping).
+        channels: modules whose tensors also get per-channel statistics (the ``channels`` entry).
 
     Returns:
         ``{module name: {'inputs': {0: {...}, ...}, 'output': {...}}}``.
     """
-    collector = ActivationStatsCollector(model, modules)
+    collector = ActivationStatsCollector(model, modules, channels)
     with collector:
         run_calibration(model, calibration)
         if laplace:
@@ -261,6 +329,34 @@ def _check_entry(entry: Any, where: str) -> Dict[str, Any]:
     out.setdefault("avg_max", out["max"])
     if out["min"] > out["max"]:
         raise ValueError(f"{where}: min {out['min']} exceeds max {out['max']}")
+    if out.get("channels") is not None:
+        out["channels"] = _check_channels(out["channels"], f"{where}.channels")
+    return out
+
+
+def _check_channels(entry: Any, where: str) -> Dict[str, List[float]]:
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: expected a mapping of per-channel lists")
+    unknown = sorted(set(map(str, entry)) - set(_CHANNEL_KEYS))
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key (expected {', '.join(_CHANNEL_KEYS)})")
+    out: Dict[str, List[float]] = {}
+    for key in _CHANNEL_KEYS:
+        if key not in entry:
+            if key in _REQUIRED:
+                raise ValueError(f"{where}: missing {key!r}")
+            continue
+        values = entry[key]
+        if not isinstance(values, (list, tuple)) or not values or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise ValueError(f"{where}.{key}: expected a non-empty list of numbers")
+        out[key] = [float(v) for v in values]
+    lengths = {k: len(v) for k, v in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{where}: lists of different lengths ({lengths})")
+    bad = next((i for i, (lo, hi) in enumerate(zip(out["min"], out["max"])) if lo > hi), None)
+    if bad is not None:
+        raise ValueError(f"{where}: channel {bad}: min {out['min'][bad]} exceeds max {out['max'][bad]}")
     return out
 
 
@@ -300,7 +396,9 @@ def validate_stats(data: Any, source: str = "statistics") -> Stats:
 def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
     """Write statistics as a Distiller-style YAML file."""
     def plain(entry):
-        return {k: (float(v) if isinstance(v, float) else v) for k, v in entry.items()}
+        return {k: (float(v) if isinstance(v, float) else
+                    {ck: [float(x) for x in cv] for ck, cv in v.items()} if k == "channels" else v)
+                for k, v in entry.items()}
 
     data = {}
     for name, entry in stats.items():
