@@ -167,27 +167,111 @@ def test_net_aware_clipping_limits_lstm_gate_preactivations_to_sigmoid_range(tin
     assert float(out_q.range_max) <= 6.0 and float(out_q.range_min) >= -6.0
 
 
-def test_shipped_16_bit_cell_schedule_resolves_a_heavy_tailed_cell_state(tiny_lm):
+def _shipped_schedule_against_plain_int8(model, schedule, name):
+    """The quantizer ``name`` of ``schedules/SCHEDULE`` and per-tensor INT8, both calibrated on the same data, and
+    their mean output errors against the float model."""
     import os
     from conftest import ROOT
 
-    with torch.no_grad():   # a forget gate saturated open and large candidate values: the cell state drifts far
-        tiny_lm.rnn.bias_ih_l1[16:32].fill_(8.0)
-        tiny_lm.rnn.weight_ih_l1[32:48].mul_(30)
     data = batches(n=4, seq=12)
     x = data[0]
-    ref = tiny_lm(x, tiny_lm.init_hidden(2))[0]
-    path = os.path.join(ROOT, "schedules", "ptq_int8_cell16_lstm.yaml")
-    cell16 = compress.components_from_file(copy.deepcopy(tiny_lm), path)["quantizers"]["int8_cell16"]
-    int8 = PostTrainLinearQuantizer(copy.deepcopy(tiny_lm), mode="asym_s", per_channel_wts=True)
+    ref = model(x, model.init_hidden(2))[0]
+    shipped = compress.components_from_file(copy.deepcopy(model), os.path.join(ROOT, "schedules", schedule))
+    quantizers = {"shipped": shipped["quantizers"][name],
+                  "int8": PostTrainLinearQuantizer(copy.deepcopy(model), mode="asym_s", per_channel_wts=True)}
     errors = {}
-    for name, q in {"int8": int8, "cell16": cell16}.items():
-        model = q.prepare_model(calibration=run_lm(data))
-        errors[name] = (model(x, model.init_hidden(2))[0] - ref).abs().mean().item()
+    for key, q in quantizers.items():
+        prepared = q.prepare_model(calibration=run_lm(data))
+        errors[key] = (prepared(x, prepared.init_hidden(2))[0] - ref).abs().mean().item()
+    return quantizers["shipped"], errors
+
+
+def _heavy_tailed_cell(model):
+    with torch.no_grad():   # a forget gate saturated open and large candidate values: the cell state drifts far
+        model.rnn.bias_ih_l1[16:32].fill_(8.0)
+        model.rnn.weight_ih_l1[32:48].mul_(30)
+
+
+def test_shipped_16_bit_cell_schedule_resolves_a_heavy_tailed_cell_state(tiny_lm):
+    _heavy_tailed_cell(tiny_lm)
+    cell16, errors = _shipped_schedule_against_plain_int8(tiny_lm, "ptq_int8_cell16_lstm.yaml", "int8_cell16")
     cells = cell16.model.rnn.cells[1]
     assert cells.eltwiseadd_cell.out_quant.bits == 16 and cells.eltwisemult_cell_forget.out_quant.bits == 16
     assert cells.eltwisemult_hidden.out_quant.bits == 8 and cells.act_f.out_quant.bits == 8
-    assert errors["cell16"] < 0.5 * errors["int8"]
+    assert errors["shipped"] < 0.5 * errors["int8"]
+
+
+def test_shipped_per_unit_cell_schedule_keeps_every_tensor_int8_and_resolves_the_cell(tiny_lm):
+    _heavy_tailed_cell(tiny_lm)
+    with torch.no_grad():   # only the first four units drift: one range per tensor is too wide for the rest
+        tiny_lm.rnn.weight_ih_l1[36:48].div_(30)
+    per_unit, errors = _shipped_schedule_against_plain_int8(tiny_lm, "ptq_int8_cell_per_unit_lstm.yaml",
+                                                            "int8_cell_per_unit")
+    cell = per_unit.model.rnn.cells[1]
+    for module in (cell.eltwiseadd_cell, cell.eltwisemult_cell_forget, cell.eltwisemult_cell_input):
+        assert module.out_quant.bits == 8 and module.out_quant.per_channel
+        assert module.out_quant.scale.shape == (16,)
+        assert all(q.per_channel and q.scale.shape == (16,) for q in module.in_quants)
+    assert not cell.eltwisemult_hidden.out_quant.per_channel
+    # the drifting units get coarse grids of their own, the others keep fine ones
+    scale = cell.eltwiseadd_cell.out_quant.scale
+    assert scale.max() > 4 * scale.min()
+    assert errors["shipped"] < 0.5 * errors["int8"]
+    assert "acts" in next(line for line in per_unit.module_table().splitlines()
+                          if "rnn.cells.1.eltwiseadd_cell" in line)
+
+
+def test_per_channel_activation_scales_follow_each_channels_range(tiny_lm):
+    data = batches()
+    q = PostTrainLinearQuantizer(tiny_lm, mode="asym_u", overrides={r".*act_g": {"per_channel_acts": True}})
+    q.prepare_model(calibration=run_lm(data))
+    ch = q.activation_stats["rnn.cells.0.act_g"]["output"]["channels"]
+    out_q = q.model.rnn.cells[0].act_g.out_quant
+    lo, hi = torch.tensor(ch["min"]).clamp(max=0), torch.tensor(ch["max"]).clamp(min=0)
+    assert torch.allclose(out_q.scale, (255 / (hi - lo)).float())
+    x = torch.rand(3, 16) * (hi - lo).float() + lo.float()
+    assert ((out_q(x) - x).abs() <= 0.5 / out_q.scale + 1e-6).all()   # half a step of its own channel
+
+
+def test_per_channel_activations_refuse_modules_with_weights(tmp_path, tiny_lm):
+    with pytest.raises(ArgumentError) as e:
+        PostTrainLinearQuantizer(tiny_lm, overrides={r".*fc_gate_x": {"per_channel_acts": True}})
+    assert e.value.key == r"overrides..*fc_gate_x.per_channel_acts" and "module with weights" in str(e.value)
+    path = write(tmp_path, """\
+        quantizers:
+          q:
+            class: PostTrainLinearQuantizer
+            overrides: {decoder: {per_channel_acts: true}}
+        """)
+    with pytest.raises(ScheduleError) as e:
+        compress.components_from_file(tiny_lm, path)
+    assert e.value.key == "quantizers.q.overrides.decoder.per_channel_acts"
+    # set globally it applies to the modules without weights, and the others keep per-tensor ranges
+    q = PostTrainLinearQuantizer(copy.deepcopy(tiny_lm), per_channel_acts=True)
+    q.prepare_model(calibration=run_lm(batches()))
+    assert q.model.rnn.cells[0].act_h.out_quant.per_channel
+    assert not q.model.decoder.out_quant.per_channel and not q.model.rnn.cells[0].fc_gate_x.in_quant.per_channel
+
+
+def test_per_channel_activations_need_per_channel_statistics(tiny_lm):
+    data = batches()
+    plain = collect_activation_stats(compress.modules.convert_to_modular(copy.deepcopy(tiny_lm)), run_lm(data))
+    q = PostTrainLinearQuantizer(tiny_lm, model_activation_stats=plain,
+                                 overrides={r".*eltwiseadd_cell": {"per_channel_acts": True}})
+    with pytest.raises(ArgumentError) as e:
+        q.prepare_model()
+    assert e.value.key == "per_channel_acts" and "rnn.cells.0.eltwiseadd_cell" in str(e.value)
+    assert isinstance(q.model.rnn.cells[0].eltwiseadd_cell, compress.modules.EltwiseAdd)   # nothing replaced
+
+
+def test_dynamic_per_channel_activations_use_each_channels_own_range():
+    from compress.quantization.wrappers import ActQuantizer
+
+    q = ActQuantizer(8, ASYM_S, ClipMode.NONE, per_channel=True)
+    x = torch.stack([torch.linspace(-1, 1, 9), torch.linspace(-100, 100, 9)], dim=1)   # 9 samples, 2 channels
+    y = q(x)
+    assert torch.allclose(y[:, 0], x[:, 0], atol=1 / 255 + 1e-6)     # not the 200/255 step of one shared range
+    assert (y[:, 1] - x[:, 1]).abs().max() <= 100 / 255 + 1e-4
 
 
 def test_tied_weights_are_quantized_once_and_the_float_weight_is_kept(tiny_lm):

@@ -458,15 +458,16 @@ def convert_from_modular(model: nn.Module) -> nn.Module:
     return _swap(model, lambda m: m.to_pytorch(), lambda m: isinstance(m, _FROM_MODULAR))
 
 
-def converted_module_names(model: nn.Module) -> List[str]:
-    """The module names ``model`` would have after :func:`convert_to_modular`, without converting it.
+def converted_module_types(model: nn.Module) -> List[Tuple[str, type]]:
+    """``(name, module type)`` of every module ``model`` would have after :func:`convert_to_modular`, without
+    converting it.
 
     The modular layers are built on the ``meta`` device, so this allocates no weights.
 
     Args:
         model: any module.
     """
-    names: List[str] = []
+    found: List[Tuple[str, type]] = []
     seen = set()
 
     def visit(module: nn.Module, prefix: str) -> None:
@@ -481,11 +482,16 @@ def converted_module_names(model: nn.Module) -> List[str]:
                                                 m.batch_first, float(m.dropout), m.bidirectional)
                 else:
                     twin = _TO_MODULAR[type(m)](m.input_size, m.hidden_size, m.bias)
-            names.extend(prefix + ("." if prefix and n else "") + n for n, _ in twin.named_modules())
+            found.extend((prefix + ("." if prefix and n else "") + n, type(t)) for n, t in twin.named_modules())
             return
-        names.append(prefix)
+        found.append((prefix, type(module)))
         for name, child in module.named_children():
             visit(child, f"{prefix}.{name}" if prefix else name)
 
     visit(model, "")
-    return names
+    return found
+
+
+def converted_module_names(model: nn.Module) -> List[str]:
+    """The module names ``model`` would have after :func:`convert_to_modular`, without converting it."""
+    return [name for name, _ in converted_module_types(model)]

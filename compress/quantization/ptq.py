@@ -41,7 +41,7 @@ from torch import nn
 
 from ..errors import ArgumentError
 from ..modules import EltwiseAdd, EltwiseMult, EltwiseSub, convert_from_modular, convert_to_modular
-from ..modules.rnn import converted_module_names
+from ..modules.rnn import converted_module_types
 from ..registry import register_quantizer
 from .linear import ClipMode, ModuleQuantMode, parse_clip_mode, parse_mode
 from .stats import Calibration, Stats, collect_activation_stats, load_stats, validate_stats
@@ -57,8 +57,8 @@ _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaD
 _ELTWISE = (EltwiseAdd, EltwiseSub, EltwiseMult)
 
 OVERRIDE_KEYS = ("bits_activations", "bits_weights", "bits_parameters", "bits_bias", "bits_accum", "mode",
-                 "clip_acts", "clip_n_stds", "clip_half_range", "per_channel_wts", "fp16", "fpq_module",
-                 "also_clip_weights")
+                 "clip_acts", "clip_n_stds", "clip_half_range", "per_channel_wts", "per_channel_acts", "fp16",
+                 "fpq_module", "also_clip_weights")
 # Distiller keys with no meaning here, and why (a clear error instead of a silent no-op).
 _UNSUPPORTED = {
     "input_overrides": "every input is quantized with the module's own input statistics",
@@ -91,6 +91,7 @@ class ModuleQuantConfig:
     per_channel_wts: bool
     fpq_module: Optional[int]
     also_clip_weights: bool
+    per_channel_acts: bool = False
     override: Optional[str] = None  # the override pattern that matched, if any
 
     @property
@@ -136,6 +137,11 @@ def _strip_parallel_prefix(name: str) -> str:
     return name[len("module."):] if name.startswith("module.") else name
 
 
+def _per_channel_weighted(name: str) -> str:
+    return (f"matches {name}, a module with weights: per-channel activation scales are for modules without weights "
+            f"(a matrix product cannot take one scale per input feature); narrow the pattern, e.g. to '.*eltwise.*'")
+
+
 def _leaf_names(names: List[str]) -> List[str]:
     parents = set()
     for n in names:
@@ -165,6 +171,11 @@ class PostTrainLinearQuantizer:
         clip_acts: ``NONE``/``MAX`` (min/max), ``AVG`` (averaged per-sample extremes), ``N_STD`` (mean ±
             ``clip_n_stds`` std), ``GAUSS`` or ``LAPLACE`` (ACIQ).
         per_channel_wts: one weight scale per output channel (per row of an embedding).
+        per_channel_acts: one activation scale per channel (position along the last dimension) for modules
+            without weights (element-wise and activation modules), from per-channel calibration statistics.
+            Meant as an override for an LSTM's cell state, whose units differ in range by two orders of
+            magnitude: ``.*eltwise(add|mult)_cell.*: {per_channel_acts: true}``. Not for ``Linear``/``Embedding``
+            modules: a matrix product cannot take one scale per input feature. (Our addition to Distiller.)
         model_activation_stats: calibration statistics: a Distiller-style YAML path or a dict. ``None`` and no
             ``calibration`` at :meth:`prepare_model` means dynamic ranges (computed per tensor).
         fp16: deprecated (as in Distiller): ``fpq_module=16``.
@@ -194,7 +205,7 @@ class PostTrainLinearQuantizer:
                  scale_approx_mult_bits: Optional[int] = None, inputs_quant_auto_fallback: bool = True,
                  fpq_module: Optional[int] = None, save_fp_weights: bool = False, also_clip_weights: bool = False,
                  bits_weights: Optional[int] = None, bits_bias: Optional[int] = None, net_aware: bool = True,
-                 convert_rnns: bool = True):
+                 convert_rnns: bool = True, per_channel_acts: bool = False):
         if not isinstance(model, nn.Module):
             raise ArgumentError("model", f"expected an nn.Module, got {type(model).__name__}")
         if scale_approx_mult_bits is not None:
@@ -224,7 +235,8 @@ class PostTrainLinearQuantizer:
             clip_half_range=_flag(clip_half_range, "clip_half_range"),
             per_channel_wts=_flag(per_channel_wts, "per_channel_wts"),
             fpq_module=_fpq(fpq_module, "fpq_module"),
-            also_clip_weights=_flag(also_clip_weights, "also_clip_weights"))
+            also_clip_weights=_flag(also_clip_weights, "also_clip_weights"),
+            per_channel_acts=_flag(per_channel_acts, "per_channel_acts"))
         if self.defaults.clip_acts == ClipMode.N_STD and self.defaults.clip_n_stds is None:
             raise ArgumentError("clip_n_stds", "clip_acts N_STD needs clip_n_stds (a positive number)")
         self.overrides = self._parse_overrides(overrides)
@@ -295,18 +307,22 @@ class PostTrainLinearQuantizer:
         except ValueError as exc:
             raise ArgumentError("model_activation_stats", str(exc)) from None
 
-    def _current_names(self) -> List[str]:
-        if self.prepared:
-            return [n for n, _ in self.model.named_modules()]
-        if self.convert_rnns:
-            return converted_module_names(self.model)
-        return [n for n, _ in self.model.named_modules()]
+    def _current_modules(self) -> List[Tuple[str, type]]:
+        if self.convert_rnns and not self.prepared:
+            return converted_module_types(self.model)
+        return [(n, type(m)) for n, m in self.model.named_modules()]
 
     def _check_overrides_match(self) -> None:
-        names = [_strip_parallel_prefix(n) for n in self._current_names()]
+        modules = [(_strip_parallel_prefix(n), t) for n, t in self._current_modules()]
+        names = [n for n, _ in modules]
         leaves = _leaf_names(names)
+        weighted = {n for n, t in modules if issubclass(t, (nn.Linear, nn.Embedding))}
         for pattern, settings in self.overrides.items():
             compiled = settings["_compiled"]
+            if settings.get("per_channel_acts"):
+                bad = next((n for n in leaves if n in weighted and (pattern == n or compiled.fullmatch(n))), None)
+                if bad is not None:
+                    raise ArgumentError(f"overrides.{pattern}.per_channel_acts", _per_channel_weighted(bad))
             if any(pattern == n or compiled.fullmatch(n) for n in leaves):
                 continue
             containers = [n for n in names if n and compiled.fullmatch(n)]
@@ -317,17 +333,27 @@ class PostTrainLinearQuantizer:
             raise ArgumentError(f"overrides.{pattern}", f"matches no module of the model (modules are named like "
                                                         f"{', '.join(leaves[:4])}, ...)")
 
-    def config_for(self, name: str) -> ModuleQuantConfig:
-        """The settings of the module called ``name``: the first matching override, else the globals."""
+    def config_for(self, name: str, module: Optional[nn.Module] = None) -> ModuleQuantConfig:
+        """The settings of the module called ``name``: the first matching override, else the globals.
+
+        Given the ``module``, a global ``per_channel_acts`` is dropped for modules with weights (it applies to
+        the others), and an override that sets it on one raises :class:`ArgumentError`.
+        """
         key = _strip_parallel_prefix(name)
         if key in self.overrides:
             pattern = key
         else:
             pattern = next((p for p, s in self.overrides.items() if s["_compiled"].fullmatch(key)), None)
         if pattern is None:
-            return self.defaults
-        settings = {k: v for k, v in self.overrides[pattern].items() if not k.startswith("_")}
-        return replace(self.defaults, override=pattern, **settings)
+            cfg = self.defaults
+        else:
+            settings = {k: v for k, v in self.overrides[pattern].items() if not k.startswith("_")}
+            cfg = replace(self.defaults, override=pattern, **settings)
+        if cfg.per_channel_acts and isinstance(module, (nn.Linear, nn.Embedding)):
+            if pattern is not None and self.overrides[pattern].get("per_channel_acts"):
+                raise ArgumentError(f"overrides.{pattern}.per_channel_acts", _per_channel_weighted(name))
+            cfg = replace(cfg, per_channel_acts=False)
+        return cfg
 
     # ------------------------------------------------------------------ calibration
     def _ensure_modular(self) -> None:
@@ -347,6 +373,12 @@ class PostTrainLinearQuantizer:
             out[name] = module
         return out
 
+    def per_channel_modules(self) -> List[str]:
+        """Names of the modules (recurrent layers converted) whose activations get per-channel scales: the ones
+        calibration must collect per-channel statistics for."""
+        self._ensure_modular()
+        return [n for n, m in self._quantizable().items() if self.config_for(n, m).per_channel_acts]
+
     def calibrate(self, calibration: Calibration, laplace: Optional[bool] = None) -> Stats:
         """Collect activation statistics over calibration data (converting recurrent layers first).
 
@@ -364,7 +396,9 @@ class PostTrainLinearQuantizer:
         modules = self._quantizable()
         if laplace is None:
             laplace = any(self.config_for(n).clip_acts == ClipMode.LAPLACE for n in modules)
-        self.activation_stats = collect_activation_stats(self.model, calibration, list(modules), laplace=laplace)
+        channels = self.per_channel_modules()
+        self.activation_stats = collect_activation_stats(self.model, calibration, list(modules), laplace=laplace,
+                                                         channels=channels)
         return self.activation_stats
 
     def _effective_stats(self) -> Optional[Stats]:
@@ -387,6 +421,9 @@ class PostTrainLinearQuantizer:
                 for k in ("min", "max", "avg_min", "avg_max"):
                     if k in entry and entry[k] is not None:
                         entry[k] = min(max(entry[k], lo), hi)
+                for k in ("min", "max"):
+                    if (entry.get("channels") or {}).get(k) is not None:
+                        entry["channels"][k] = [min(max(v, lo), hi) for v in entry["channels"][k]]
         return stats
 
     # ------------------------------------------------------------------ preparation
@@ -401,9 +438,14 @@ class PostTrainLinearQuantizer:
             if entry is None:
                 missing.append(f"{name} ({'output' if slot == 'output' else f'input {slot}'})")
                 return None
+        if cfg.per_channel_acts and entry is not None and entry.get("channels") is None:
+            raise ArgumentError("per_channel_acts", f"module {name}: the statistics have no per-channel entry "
+                                                    f"('channels') for its {'output' if slot == 'output' else f'input {slot}'}; "
+                                                    f"calibrate with this configuration (calibrate() or "
+                                                    f"prepare_model(calibration=...)) to collect them")
         try:
             return ActQuantizer(cfg.bits_activations, cfg.mode.activations, cfg.clip_acts, entry, cfg.clip_n_stds,
-                                cfg.clip_half_range)
+                                cfg.clip_half_range, per_channel=cfg.per_channel_acts)
         except (KeyError, ValueError) as exc:
             raise ArgumentError("clip_acts", f"module {name}: {exc}") from None
 
@@ -467,7 +509,7 @@ class PostTrainLinearQuantizer:
         plan = []
         self.module_configs = {}
         for name, module in modules.items():
-            cfg = self.config_for(name)
+            cfg = self.config_for(name, module)
             self.module_configs[name] = (type(module).__name__, cfg)
             wrapper = self._wrap(name, module, cfg, stats, missing)
             if wrapper is not None:

@@ -48,14 +48,24 @@ def _range(wrapper: Any) -> str:
     q = getattr(wrapper, "out_quant", None)
     if q is None:
         return "-"
-    if q.dynamic:
-        return "dynamic"
-    return f"[{float(q.range_min):.4g}, {float(q.range_max):.4g}]"
+    return q.range_str()
+
+
+def _per_channel(cfg: Any, quantized: bool) -> str:
+    if not quantized:
+        return "-"
+    parts = []
+    if cfg.bits_weights is not None:
+        parts.append("yes" if cfg.per_channel_wts else "no")
+    if cfg.per_channel_acts and cfg.bits_activations is not None:
+        parts.append("acts")
+    return ", ".join(parts) or "-"
 
 
 def quant_table(quantizer: Any, tablefmt: str = "psql") -> str:
     """One row per quantizable module of a :class:`~compress.quantization.PostTrainLinearQuantizer`: its type,
-    format, bits (activations/weights/accumulator), modes, per-channel weights, clipping, the output range the
+    format, bits (activations/weights/accumulator), modes, per-channel weights (and ``acts`` for per-channel
+    activation scales), clipping, the output range the
     calibration chose, and the override that applied.
 
     Args:
@@ -63,7 +73,7 @@ def quant_table(quantizer: Any, tablefmt: str = "psql") -> str:
             are those the current modules would get).
         tablefmt: any ``tabulate`` format.
     """
-    configs = quantizer.module_configs or {n: (type(m).__name__, quantizer.config_for(n))
+    configs = quantizer.module_configs or {n: (type(m).__name__, quantizer.config_for(n, m))
                                            for n, m in quantizer._quantizable().items()}
     body: List[List[str]] = []
     for name, (type_name, cfg) in configs.items():
@@ -80,7 +90,7 @@ def quant_table(quantizer: Any, tablefmt: str = "psql") -> str:
             "/".join("-" if b is None else str(b) for b in (cfg.bits_activations, cfg.bits_weights, accum))
             if quantized else "-",
             f"{amode}/{wmode}" if quantized else "-",
-            ("yes" if cfg.per_channel_wts else "no") if quantized and cfg.bits_weights is not None else "-",
+            _per_channel(cfg, quantized),
             _clip_name(cfg) if quantized and cfg.bits_activations is not None else "-",
             _range(quantizer._wrappers.get(name)),
             cfg.override or "-",

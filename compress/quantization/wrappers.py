@@ -40,6 +40,15 @@ def _check_eval(module: nn.Module) -> None:
                            f"only; call model.eval() first")
 
 
+def channel_stats(stats: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+    """Per-channel statistics (the ``channels`` entry of a tensor's statistics) as tensors for
+    :func:`~compress.quantization.linear.clip_range`. A single channel has no per-sample extremes of its own, so
+    ``avg_min``/``avg_max`` are its ``min``/``max`` (as for per-channel weights)."""
+    out = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in stats.items()}
+    out["avg_min"], out["avg_max"] = out["min"], out["max"]
+    return out
+
+
 class ActQuantizer(nn.Module):
     """Fake-quantizes one activation tensor: static (from calibration statistics) or dynamic (per call).
 
@@ -51,34 +60,52 @@ class ActQuantizer(nn.Module):
             computes them from every tensor it sees.
         n_stds: for ``N_STD``.
         half_range: the tensor is known to be non-negative.
+        per_channel: one scale and zero point per channel (position along the last dimension), from the
+            statistics' ``channels`` entry; clipping then applies to each channel's own statistics.
     """
 
     def __init__(self, bits: int, mode: LinearQuantMode, clip: ClipMode, stats: Optional[Mapping[str, Any]] = None,
-                 n_stds: Optional[float] = None, half_range: bool = False):
+                 n_stds: Optional[float] = None, half_range: bool = False, per_channel: bool = False):
         super().__init__()
         self.bits, self.mode, self.clip, self.n_stds, self.half_range = bits, mode, clip, n_stds, half_range
+        self.per_channel = per_channel
         self.qmin, self.qmax = quantized_range(bits, mode)
         self.dynamic = stats is None
         if not self.dynamic:
+            if per_channel:
+                if stats.get("channels") is None:
+                    raise KeyError("per-channel activations need per-channel statistics ('channels'), which these "
+                                   "statistics lack (calibrate with per_channel_acts set)")
+                stats = channel_stats(stats["channels"])
             lo, hi = clip_range(stats, clip, bits, mode, n_stds, half_range)
             p = quant_params(bits, mode, lo, hi)
-            self.register_buffer("scale", p.scale.reshape(()))
-            self.register_buffer("zero_point", p.zero_point.reshape(()))
-            self.register_buffer("range_min", lo.reshape(()))
-            self.register_buffer("range_max", hi.reshape(()))
+            shape = (-1,) if per_channel else ()
+            self.register_buffer("scale", p.scale.reshape(shape))
+            self.register_buffer("zero_point", p.zero_point.reshape(shape))
+            self.register_buffer("range_min", lo.reshape(shape))
+            self.register_buffer("range_max", hi.reshape(shape))
             # PyTorch's fused kernel takes its own convention (1/scale, -zero_point as int32): computed once here
-            self.register_buffer("_fq_scale", (1.0 / p.scale).reshape(1), persistent=False)
-            self.register_buffer("_fq_zero_point", (-p.zero_point).reshape(1).to(torch.int32), persistent=False)
+            self.register_buffer("_fq_scale", (1.0 / p.scale).reshape(-1), persistent=False)
+            self.register_buffer("_fq_zero_point", (-p.zero_point).reshape(-1).to(torch.int32), persistent=False)
             self._fused = self.qmax - self.qmin < 2 ** 16
 
     def params(self, x: torch.Tensor) -> QuantParams:
         """The parameters used for ``x`` (the stored ones, or ``x``'s own when dynamic)."""
         if not self.dynamic:
             return QuantParams(self.scale, self.zero_point, self.qmin, self.qmax)
-        lo, hi = clip_range(tensor_stats(x), self.clip, self.bits, self.mode, self.n_stds, self.half_range)
+        if self.per_channel:
+            stats = tensor_stats(x.detach().reshape(-1, x.shape[-1]).t(), dim=0)
+        else:
+            stats = tensor_stats(x)
+        lo, hi = clip_range(stats, self.clip, self.bits, self.mode, self.n_stds, self.half_range)
         return quant_params(self.bits, self.mode, lo.to(x.device), hi.to(x.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per_channel:
+            if not self.dynamic and self._fused and x.dtype == torch.float32:
+                return torch.fake_quantize_per_channel_affine(x, self._fq_scale, self._fq_zero_point, x.dim() - 1,
+                                                              self.qmin, self.qmax)
+            return fake_quantize(x, self.params(x))
         if not self.dynamic and self._fused and x.dtype == torch.float32:
             return torch.fake_quantize_per_tensor_affine(x, self._fq_scale, self._fq_zero_point, self.qmin, self.qmax)
         return fake_quantize(x, self.params(x))
@@ -86,13 +113,21 @@ class ActQuantizer(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if not self.dynamic:  # keep the fused kernel's copies in step with loaded parameters
-            self._fq_scale = (1.0 / self.scale).reshape(1)
-            self._fq_zero_point = (-self.zero_point).reshape(1).to(torch.int32)
+            self._fq_scale = (1.0 / self.scale).reshape(-1)
+            self._fq_zero_point = (-self.zero_point).reshape(-1).to(torch.int32)
+
+    def range_str(self) -> str:
+        """``[min, max]`` of the quantized range (per channel: the widest over channels), or ``dynamic``."""
+        if self.dynamic:
+            return "dynamic"
+        text = f"[{float(self.range_min.min()):.4g}, {float(self.range_max.max()):.4g}]"
+        return f"{text} per ch" if self.per_channel else text
 
     def extra_repr(self) -> str:
         clip = self.clip.name + (f"({self.n_stds:g})" if self.clip == ClipMode.N_STD else "")
         return (f"bits={self.bits}, mode={self.mode.name}, clip={clip}"
-                + (", dynamic" if self.dynamic else f", range=[{float(self.range_min):.4g}, {float(self.range_max):.4g}]"))
+                + (", per_channel" if self.per_channel else "") + ", " + ("dynamic" if self.dynamic else
+                                                                           f"range={self.range_str()}"))
 
 
 def quantize_weight(weight: torch.Tensor, bits: int, mode: LinearQuantMode, per_channel: bool,
