@@ -42,6 +42,10 @@ ASYM_PC = dict(mode="ASYMMETRIC_SIGNED", per_channel_wts=True)
 # kernels keep it (TFLite's 8x8->16 LSTM). A trained LM's cell state is heavy-tailed: on the WikiText-2 2x650
 # model, layer 1's cell spans [-20.7, 44.5] with std 0.5, so an 8-bit grid over that range steps by 0.26.
 CELL16 = {r".*eltwiseadd_cell": {"bits_activations": 16}, r".*eltwisemult_cell_.*": {"bits_activations": 16}}
+# The same cell tensors kept in 8 bits, with one scale per hidden unit: the few long-memory units with a wide
+# range get a coarse grid of their own instead of coarsening every unit's (per_channel_acts, our addition).
+CELL_PER_UNIT = {r".*eltwiseadd_cell": {"per_channel_acts": True, "clip_acts": "NONE"},
+                 r".*eltwisemult_cell_.*": {"per_channel_acts": True, "clip_acts": "NONE"}}
 # AVG clipping cuts the largest logits of confident predictions; Distiller's own recipes keep the last layer
 # unclipped (clip_acts: NONE on the classifier).
 LOGITS_UNCLIPPED = {"decoder": {"clip_acts": "NONE"}}
@@ -70,6 +74,14 @@ EXPERIMENTS: Dict[str, Tuple[Dict[str, Any], Optional[Dict[str, Any]]]] = {
     "int8_laplace_logits": ({"precision": "Full INT8", "mode": "Asymmetric", "per_channel": True,
                              "clipping": "Laplace (ACIQ), logits not"},
                             dict(ASYM_PC, clip_acts="LAPLACE", overrides=LOGITS_UNCLIPPED)),
+    "int8_cell_per_unit": ({"precision": "Full INT8, per-unit cell scales", "mode": "Asymmetric",
+                            "per_channel": True, "clipping": "No"}, dict(ASYM_PC, overrides=CELL_PER_UNIT)),
+    "int8_avg_cell_per_unit": ({"precision": "Full INT8, per-unit cell scales", "mode": "Asymmetric",
+                                "per_channel": True, "clipping": "Averaging, logits and cell not"},
+                               dict(ASYM_PC, clip_acts="AVG", overrides={**CELL_PER_UNIT, **LOGITS_UNCLIPPED})),
+    "int8_laplace_cell_per_unit": ({"precision": "Full INT8, per-unit cell scales", "mode": "Asymmetric",
+                                    "per_channel": True, "clipping": "Laplace (ACIQ), logits and cell not"},
+                                   dict(ASYM_PC, clip_acts="LAPLACE", overrides={**CELL_PER_UNIT, **LOGITS_UNCLIPPED})),
     "int8_asym_pc_gauss": ({"precision": "Full INT8", "mode": "Asymmetric", "per_channel": True,
                             "clipping": "Gauss (ACIQ)"}, dict(ASYM_PC, clip_acts="GAUSS")),
     "int8_asym_pc_nstd": ({"precision": "Full INT8", "mode": "Asymmetric", "per_channel": True,
@@ -183,6 +195,8 @@ def main(argv=None) -> List[Dict[str, Any]]:
     def ppl(m: torch.nn.Module, data: torch.Tensor = val) -> float:
         return math.exp(evaluate(m, data, args.bptt, args.eval_batch_size))
 
+    schedule_quantizers = [(path, name, q) for path in args.schedule for name, q in
+                           compress.components_from_file(copy.deepcopy(model), path).get("quantizers", {}).items()]
     stats = None
     needs_stats = any(EXPERIMENTS.get(r, (None, None))[1] is not None for r in rows_wanted) or args.schedule \
         or any(r in EXPORTS for r in rows_wanted)
@@ -191,8 +205,12 @@ def main(argv=None) -> List[Dict[str, Any]]:
     elif needs_stats:
         start = time.time()
         modular = convert_to_modular(copy.deepcopy(model))
+        # per-channel statistics only where some row or schedule asks for per-channel activations
+        channels = {name for r in rows_wanted if EXPERIMENTS.get(r, (None, None))[1] is not None
+                    for name in PostTrainLinearQuantizer(modular, **EXPERIMENTS[r][1]).per_channel_modules()}
+        channels.update(name for _, _, q in schedule_quantizers for name in q.per_channel_modules())
         stats = collect_activation_stats(modular, calibration_fn(val, args.bptt, args.eval_batch_size,
-                                                                 args.calib_batches), laplace=True)
+                                                                 args.calib_batches), laplace=True, channels=sorted(channels))
         print(f"calibration statistics of {len(stats)} modules in {time.time() - start:.1f}s")
         if args.stats_out:
             save_stats(stats, args.stats_out)
@@ -226,15 +244,13 @@ def main(argv=None) -> List[Dict[str, Any]]:
         q.prepare_model()
         report(row, ppl(q.model), time.time() - start)
         last_quantizer = q
-    for path in args.schedule:
+    for path, name, q in schedule_quantizers:
         start = time.time()
-        components = compress.components_from_file(copy.deepcopy(model), path)
-        for name, q in components.get("quantizers", {}).items():
-            if q.activation_stats is None:
-                q.activation_stats = stats
-            q.prepare_model()
-            report(describe(q, f"{os.path.basename(path)}:{name}"), ppl(q.model), time.time() - start)
-            last_quantizer = q
+        if q.activation_stats is None:
+            q.activation_stats = stats
+        q.prepare_model()
+        report(describe(q, f"{os.path.basename(path)}:{name}"), ppl(q.model), time.time() - start)
+        last_quantizer = q
     print()
     print(ptq_table([{k: v for k, v in r.items() if k != "seconds"} for r in results]))
     if args.module_table and last_quantizer is not None:

@@ -37,6 +37,23 @@ def test_ptq_example_prints_distillers_table_from_a_word_lm_checkpoint(checkpoin
     assert all(abs(r["ppl"] / fp32 - 1) < 0.1 for r in rows)
 
 
+def test_ptq_example_collects_per_unit_statistics_for_rows_and_schedules_that_need_them(checkpoint, tmp_path, capsys):
+    import ptq_word_lm
+    from compress.quantization import load_stats
+
+    stats = str(tmp_path / "stats.yaml")
+    schedule = os.path.join(ROOT, "schedules", "ptq_int8_cell_per_unit_lstm.yaml")
+    rows = ptq_word_lm.main(["--checkpoint", checkpoint, "--synthetic-tokens", "3000", "--bptt", "10",
+                             "--rows", "fp32,int8_laplace_cell_per_unit", "--calib-batches", "3",
+                             "--stats-out", stats, "--schedule", schedule])
+    assert [r["precision"] for r in rows[1:]] == ["Full INT8, per-unit cell scales",
+                                                   "ptq_int8_cell_per_unit_lstm.yaml:int8_cell_per_unit"]
+    saved = load_stats(stats)
+    with_channels = sorted(n for n, e in saved.items() if "channels" in e["output"])
+    assert with_channels == [f"rnn.cells.{i}.{m}" for i in (0, 1)
+                             for m in ("eltwiseadd_cell", "eltwisemult_cell_forget", "eltwisemult_cell_input")]
+
+
 def test_ptq_example_rejects_flags_that_disagree_with_the_checkpoint(checkpoint):
     import ptq_word_lm
 
