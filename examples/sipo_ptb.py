@@ -109,6 +109,9 @@ def parse_args(argv=None):
                    help="iterative: after a failed recovery, search again with half the headroom (per iteration)")
     s.add_argument("--target-sparsity", type=float, default=0.967)
     s.add_argument("--max-iterative-epochs", type=int, default=60)
+    s.add_argument("--iterative-seconds", type=float, default=0,
+                   help="end the iterative loop as the epoch limit does once this many seconds (since the start) "
+                        "would be exceeded, keeping the best recovered masks; the fine-tune then runs (0: no limit)")
     s.add_argument("--finetune-epochs", type=int, default=6, help="epochs of fine-tuning the final masks")
     args = p.parse_args(argv)
     defaults = METRIC_DEFAULTS[args.metric]
@@ -120,6 +123,8 @@ def parse_args(argv=None):
         value = getattr(args, key)
         if value is not None and not 0 <= value < 1:
             p.error(f"--{key.replace('_', '-')} must be in [0, 1), got {value:g}")
+    if args.iterative_seconds < 0:
+        p.error(f"--iterative-seconds must be >= 0 (0: no limit), got {args.iterative_seconds:g}")
     args.mode = "max" if args.metric == "accuracy" else "min"
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
@@ -322,7 +327,11 @@ def iterative_stage(run: Run) -> bool:
 
     epoch = state["epoch"] + 1
     if "iterative stage-wise" not in run.results:
+        stop = "epoch limit"
         while not policy.finished and epoch < args.max_iterative_epochs:
+            if args.iterative_seconds and time.time() - run.started + run.epoch_seconds > args.iterative_seconds:
+                stop = "time limit"
+                break
             if run.out_of_time(run.epoch_seconds + 30):
                 return False
             t = time.time()
@@ -348,12 +357,13 @@ def iterative_stage(run: Run) -> bool:
             epoch += 1
         if not policy.finished:
             policy.restore_best(optimizer)
-        print(f"iterative: stopped ({policy.stop_reason or 'epoch limit'}) after {policy.iteration} iterations",
+        print(f"iterative: stopped ({policy.stop_reason or stop}) after {policy.iteration} iterations",
               flush=True)
         run.results["iterative stage-wise"] = run.row(
             "iterative stage-wise", model, metric=args.metric, retrain_dropout=args.retrain_dropout,
-            iterations=policy.iteration, stop=policy.stop_reason or "epoch limit",
-            evaluations=sum(h["evaluations"] for h in policy.history), rates=policy.best["rates"])
+            iterations=policy.iteration, stop=policy.stop_reason or stop,
+            evaluations=sum(h["evaluations"] for h in policy.history),
+            rates=policy.best["rates"] if policy.best else None)  # None: stopped before the first search
         compress.save_checkpoint(run.path("iterative_best.pt"), model, args=run.model_flags())
         run.save_results()
         for group in optimizer.param_groups:

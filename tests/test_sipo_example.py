@@ -79,3 +79,24 @@ def test_retraining_dropout_builds_the_pruned_model_and_is_checked(tmp_path):
     assert retrain.drop.p == 0.1 and retrain.rnn.dropout == 0.1
     with pytest.raises(SystemExit):
         sipo_ptb.parse_args(["--retrain-dropout", "1"])
+
+
+def test_iterative_time_limit_ends_the_loop_keeps_the_best_and_still_fine_tunes(tmp_path, capsys):
+    import shutil
+
+    import pytest
+    import sipo_ptb
+
+    dense_dir = str(tmp_path / "dense")
+    sipo_ptb.main(["--out", dense_dir, "--stages", "dense"] + TINY)
+    out = str(tmp_path / "timed")
+    shutil.copytree(dense_dir, out)
+    flags = list(TINY)   # no epoch limit in reach: only the clock can end the loop
+    flags[flags.index("--max-iterative-epochs") + 1] = "100"
+    results = sipo_ptb.main(["--out", out, "--stages", "iterative", "--iterative-seconds", "0.001"] + flags)
+    row = results["iterative stage-wise"]
+    assert row["stop"] == "time limit" and row["iterations"] == 0 and row["sparsity"] == 0.0
+    assert "iterative stage-wise + fine-tune" in results
+    assert "iterative: stopped (time limit)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sipo_ptb.parse_args(["--iterative-seconds", "-1"])
