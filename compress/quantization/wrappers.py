@@ -40,7 +40,7 @@ def _check_eval(module: nn.Module) -> None:
                            f"only; call model.eval() first")
 
 
-def channel_stats(stats: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+def _channel_stats(stats: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     """Per-channel statistics (the ``channels`` entry of a tensor's statistics) as tensors for
     :func:`~compress.quantization.linear.clip_range`. A single channel has no per-sample extremes of its own, so
     ``avg_min``/``avg_max`` are its ``min``/``max`` (as for per-channel weights)."""
@@ -76,7 +76,7 @@ class ActQuantizer(nn.Module):
                 if stats.get("channels") is None:
                     raise KeyError("per-channel activations need per-channel statistics ('channels'), which these "
                                    "statistics lack (calibrate with per_channel_acts set)")
-                stats = channel_stats(stats["channels"])
+                stats = _channel_stats(stats["channels"])
             lo, hi = clip_range(stats, clip, bits, mode, n_stds, half_range)
             p = quant_params(bits, mode, lo, hi)
             shape = (-1,) if per_channel else ()
