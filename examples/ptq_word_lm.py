@@ -209,8 +209,8 @@ def main(argv=None) -> List[Dict[str, Any]]:
         channels = {name for r in rows_wanted if EXPERIMENTS.get(r, (None, None))[1] is not None
                     for name in PostTrainLinearQuantizer(modular, **EXPERIMENTS[r][1]).per_channel_modules()}
         channels.update(name for _, _, q in schedule_quantizers for name in q.per_channel_modules())
-        stats = collect_activation_stats(modular, calibration_fn(val, args.bptt, args.eval_batch_size,
-                                                                 args.calib_batches), laplace=True, channels=sorted(channels))
+        calibration = calibration_fn(val, args.bptt, args.eval_batch_size, args.calib_batches)
+        stats = collect_activation_stats(modular, calibration, laplace=True, channels=sorted(channels))
         print(f"calibration statistics of {len(stats)} modules in {time.time() - start:.1f}s")
         if args.stats_out:
             save_stats(stats, args.stats_out)

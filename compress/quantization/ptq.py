@@ -439,10 +439,11 @@ class PostTrainLinearQuantizer:
                 missing.append(f"{name} ({'output' if slot == 'output' else f'input {slot}'})")
                 return None
         if cfg.per_channel_acts and entry is not None and entry.get("channels") is None:
-            raise ArgumentError("per_channel_acts", f"module {name}: the statistics have no per-channel entry "
-                                                    f"('channels') for its {'output' if slot == 'output' else f'input {slot}'}; "
-                                                    f"calibrate with this configuration (calibrate() or "
-                                                    f"prepare_model(calibration=...)) to collect them")
+            tensor = "output" if slot == "output" else f"input {slot}"
+            raise ArgumentError("per_channel_acts", f"module {name}: the statistics of its {tensor} have no "
+                                                    f"per-channel entry ('channels'); calibrate with this "
+                                                    f"configuration (calibrate() or prepare_model(calibration=...)) "
+                                                    f"to collect them")
         try:
             return ActQuantizer(cfg.bits_activations, cfg.mode.activations, cfg.clip_acts, entry, cfg.clip_n_stds,
                                 cfg.clip_half_range, per_channel=cfg.per_channel_acts)
