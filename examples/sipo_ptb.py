@@ -171,8 +171,10 @@ class Run:
         return RNNModel("LSTM", self.ntokens, a.emsize, a.nhid, a.nlayers,
                         a.dropout if dropout is None else dropout).to(self.device)
 
-    def out_of_time(self, needed: float) -> bool:
-        budget = self.args.time_budget
+    def out_of_time(self, needed: float, budget: Optional[float] = None) -> bool:
+        """Whether ``needed`` more seconds would pass ``budget`` seconds since the start (default
+        ``--time-budget``; 0: no limit)."""
+        budget = self.args.time_budget if budget is None else budget
         return bool(budget) and time.time() - self.started + needed > budget
 
     def save_results(self) -> None:
@@ -329,7 +331,7 @@ def iterative_stage(run: Run) -> bool:
     if "iterative stage-wise" not in run.results:
         stop = "epoch limit"
         while not policy.finished and epoch < args.max_iterative_epochs:
-            if args.iterative_seconds and time.time() - run.started + run.epoch_seconds > args.iterative_seconds:
+            if run.out_of_time(run.epoch_seconds, args.iterative_seconds):
                 stop = "time limit"
                 break
             if run.out_of_time(run.epoch_seconds + 30):

@@ -81,7 +81,7 @@ def test_retraining_dropout_builds_the_pruned_model_and_is_checked(tmp_path):
         sipo_ptb.parse_args(["--retrain-dropout", "1"])
 
 
-def test_iterative_time_limit_ends_the_loop_keeps_the_best_and_still_fine_tunes(tmp_path, capsys):
+def test_iterative_time_limit_ends_the_loop_and_still_fine_tunes(tmp_path, capsys):
     import shutil
 
     import pytest

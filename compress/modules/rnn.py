@@ -30,7 +30,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .eltwise import EltwiseAdd, EltwiseMult, EltwiseSub
 
 __all__ = ["ModularLSTMCell", "ModularGRUCell", "ModularLSTM", "ModularGRU", "convert_to_modular",
-           "convert_from_modular", "converted_module_names"]
+           "convert_from_modular", "converted_module_names", "converted_module_types"]
 
 LSTMState = Tuple[torch.Tensor, torch.Tensor]
 
