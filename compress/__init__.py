@@ -1,48 +1,94 @@
 """compress: schedule-driven pruning and quantization of recurrent networks.
 
 Write a Distiller-style YAML schedule, build a scheduler with :func:`file_config`, and call its hooks from
-your own training loop. See the README for the format.
+your own training loop. See the README for the format and the layout of the sub-packages:
+:mod:`compress.scheduling`, :mod:`compress.pruning`, :mod:`compress.sparsity`, :mod:`compress.quantization`,
+:mod:`compress.structured`, :mod:`compress.optim`, :mod:`compress.modules`, :mod:`compress.io`,
+:mod:`compress.reports`, :mod:`compress.kernels`.
+
+Example:
+    >>> import torch, compress
+    >>> model = torch.nn.LSTM(4, 8)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> schedule = {"pruners": {"p": {"class": "SparsityLevelParameterPruner",
+    ...                               "levels": {"weight_hh_l0": 0.5}}},
+    ...             "policies": [{"pruner": {"instance_name": "p"}, "epochs": [0]}]}
+    >>> scheduler = compress.dict_config(model, optimizer, schedule)
+    >>> scheduler.on_epoch_begin(0)
+    >>> round(float((model.weight_hh_l0 == 0).float().mean()), 2)
+    0.5
 """
-from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import ArgumentError, CheckpointError, CompressError, ScheduleError
-from .masks import MaskStore
-from .structured import SparseEmbedding, SparseLSTM, dense_equivalent
-from .policies import (LossComponent, LRPolicy, PolicyLoss, PruningPolicy, QuantizationPolicy,
-                       RegularizationPolicy, ScheduledTrainingPolicy)
-from .pruners import (AutomatedGradualPruner, BaiduRNNPruner, MagnitudeParameterPruner, Pruner, PruningStep,
-                      SensitivityPruner, SparsityLevelParameterPruner, SplicingPruner)
-from .pruners.block_embedding import BlockEmbeddingPruner
-from .pruners.block_sparse_lstm import BlockSparseLSTMPruner
-from .pruners.stagewise import IterativePruningPolicy, StageWisePruner
-from .pruners.dynamic import (DynamicSparsityPolicy, DynamicSparsityPruner, RigLPruner, SelfishRNNPruner,
-                              SETPruner)
-from .optim import NTASGDSwitch, SparseNTASGD, averaged_weights
-from .grouping import ParameterGroup, group_masks, group_parameters
-from .rate_search import Constraint, SearchResult, prune_to_constraint, search_group_rates
-from .sensitivity import SensitivityResult, sensitivity_analysis
-from .quantization import PostTrainLinearQuantizer, export_model, load_quantized, save_quantized
-from .rates import Timing
-from .registry import (register_extension, register_lr_scheduler, register_pruner, register_quantizer,
-                       register_regularizer)
-from .schedule import components_from_file, dict_config, file_config
-from .scheduler import CompressionScheduler
-from .selection import ParameterIndex
-from .summary import perplexity_table, sparsity_summary, sparsity_table
+import importlib as _importlib
+import warnings as _warnings
+
+import compress.optim  # noqa: F401,E402  (registers NTASGDSwitch)
+from compress.errors import ArgumentError, CheckpointError, CompressError, ScheduleError
+from compress.io.checkpoint import load_checkpoint, save_checkpoint
+from compress.pruning import (
+    AutomatedGradualPruner,
+    DynamicSparsityPruner,
+    Pruner,
+    SelfishRNNPruner,
+    SparsityLevelParameterPruner,
+    StageWisePruner,
+)
+from compress.quantization import PostTrainLinearQuantizer
+from compress.registry import (
+    register_extension,
+    register_lr_scheduler,
+    register_pruner,
+    register_quantizer,
+    register_regularizer,
+)
+from compress.reports import perplexity_table, sparsity_table
+from compress.scheduling import (
+    CompressionScheduler,
+    components_from_file,
+    dict_config,
+    file_config,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "file_config", "dict_config", "components_from_file", "CompressionScheduler", "MaskStore", "ParameterIndex", "Timing",
-    "ScheduledTrainingPolicy", "PruningPolicy", "LRPolicy", "RegularizationPolicy", "QuantizationPolicy",
-    "PolicyLoss", "LossComponent", "Pruner", "PruningStep", "AutomatedGradualPruner", "BaiduRNNPruner",
-    "MagnitudeParameterPruner", "SensitivityPruner", "SparsityLevelParameterPruner", "SplicingPruner",
+    "file_config", "dict_config", "components_from_file", "CompressionScheduler",
+    "save_checkpoint", "load_checkpoint", "sparsity_table", "perplexity_table",
     "register_pruner", "register_regularizer", "register_quantizer", "register_extension", "register_lr_scheduler",
-    "save_checkpoint", "load_checkpoint", "sparsity_summary", "sparsity_table", "perplexity_table",
-    "ScheduleError", "CheckpointError", "ArgumentError", "CompressError",
-    "SparseLSTM", "SparseEmbedding", "dense_equivalent", "BlockSparseLSTMPruner", "BlockEmbeddingPruner",
-    "StageWisePruner", "IterativePruningPolicy", "ParameterGroup", "group_parameters", "group_masks", "Constraint",
-    "SearchResult", "search_group_rates", "prune_to_constraint", "SensitivityResult", "sensitivity_analysis",
-    "DynamicSparsityPruner", "DynamicSparsityPolicy", "SelfishRNNPruner", "SETPruner", "RigLPruner",
-    "SparseNTASGD", "NTASGDSwitch", "averaged_weights",
-    "PostTrainLinearQuantizer", "export_model", "save_quantized", "load_quantized",
+    "CompressError", "ScheduleError", "CheckpointError", "ArgumentError",
+    "Pruner", "AutomatedGradualPruner", "SparsityLevelParameterPruner", "DynamicSparsityPruner", "SelfishRNNPruner",
+    "StageWisePruner", "PostTrainLinearQuantizer",
 ]
+
+# Names that lived at the top level before the sub-packages had an ``__all__`` of their own: they still
+# resolve, with a DeprecationWarning that names their home.
+_MOVED = {
+    "MaskStore": "compress.sparsity", "ParameterIndex": "compress.sparsity", "Timing": "compress.context",
+    "HookContext": "compress.context", "PruningStep": "compress.context",
+    "ScheduledTrainingPolicy": "compress.scheduling.policies", "PruningPolicy": "compress.scheduling.policies",
+    "LRPolicy": "compress.scheduling.policies", "RegularizationPolicy": "compress.scheduling.policies",
+    "QuantizationPolicy": "compress.scheduling.policies", "PolicyLoss": "compress.scheduling.policies",
+    "LossComponent": "compress.scheduling.policies", "DynamicSparsityPolicy": "compress.scheduling.policies",
+    "IterativePruningPolicy": "compress.scheduling.policies",
+    "BaiduRNNPruner": "compress.pruning", "MagnitudeParameterPruner": "compress.pruning",
+    "SensitivityPruner": "compress.pruning", "SplicingPruner": "compress.pruning",
+    "BlockSparseLSTMPruner": "compress.pruning", "BlockEmbeddingPruner": "compress.pruning",
+    "SETPruner": "compress.pruning", "RigLPruner": "compress.pruning",
+    "ParameterGroup": "compress.pruning.criteria", "group_parameters": "compress.pruning.criteria",
+    "group_masks": "compress.pruning.criteria", "Constraint": "compress.pruning", "SearchResult": "compress.pruning",
+    "search_group_rates": "compress.pruning", "prune_to_constraint": "compress.pruning",
+    "SensitivityResult": "compress.pruning", "sensitivity_analysis": "compress.pruning",
+    "SparseNTASGD": "compress.optim", "NTASGDSwitch": "compress.optim", "averaged_weights": "compress.optim",
+    "SparseLSTM": "compress.structured", "SparseEmbedding": "compress.structured",
+    "dense_equivalent": "compress.structured",
+    "export_model": "compress.quantization", "save_quantized": "compress.quantization",
+    "load_quantized": "compress.quantization", "sparsity_summary": "compress.reports",
+}
+
+
+def __getattr__(name):
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module 'compress' has no attribute {name!r}")
+    _warnings.warn(f"compress.{name} moved to {home}.{'HookContext' if name == 'PruningStep' else name}",
+                   DeprecationWarning, stacklevel=2)
+    return getattr(_importlib.import_module(home), "HookContext" if name == "PruningStep" else name)

@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Callable, List, Optional
 
-from .checkpoint import read_checkpoint
-from .errors import CompressError
-from .summary import sparsity_table
+from compress.errors import CompressError
+from compress.io.checkpoint import read_checkpoint
+from compress.reports.tables import sparsity_table
 
 
 def _summary(args: argparse.Namespace) -> str:
@@ -24,7 +24,11 @@ def _summary(args: argparse.Namespace) -> str:
 def _inspect(args: argparse.Namespace) -> str:
     import torch
 
-    from .inspection import inspect_checkpoints, inspection_table, load_task
+    from compress.reports.inspection import (
+        inspect_checkpoints,
+        inspection_table,
+        load_task,
+    )
 
     device = torch.device("cuda" if args.cuda else "cpu")
     task = load_task(args.task)(args.data, device)

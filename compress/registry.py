@@ -89,7 +89,7 @@ SECTIONS: Dict[str, Registry] = {
 
 
 def register_pruner(cls=None, *, name: Optional[str] = None) -> Callable:
-    """Decorator: make a :class:`~compress.pruners.Pruner` subclass nameable in ``pruners:``."""
+    """Decorator: make a :class:`~compress.pruning.Pruner` subclass nameable in ``pruners:``."""
     return PRUNERS.register(cls, name=name)
 
 

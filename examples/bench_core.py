@@ -9,7 +9,7 @@ Prints, from one run:
    column is the host time spent inside the scheduler's calls (a loop bound by kernel launches pays it in full);
    ``--profile`` adds torch.profiler's operator table of the compress loop, ``--mask-kernels`` the time of each
    way to apply a bool mask.
-2. ms to find one global magnitude threshold over N weights with compress.threshold, beside ``torch.kthvalue``.
+2. ms to find one global magnitude threshold over N weights with compress.kernels.magnitude, beside ``torch.kthvalue``.
 
     python examples/bench_core.py --cuda                      # sizes 650 1500, thresholds 1e7 1e8 1e9
     python examples/bench_core.py --sizes 200 --thresholds 1e6 1e7 --steps 5   # a quick CPU run
@@ -30,7 +30,7 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import compress  # noqa: E402
-from compress.threshold import magnitude_threshold  # noqa: E402
+from compress.kernels.magnitude import magnitude_threshold  # noqa: E402
 from models import RNNModel  # noqa: E402
 
 SCHEDULE = {

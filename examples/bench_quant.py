@@ -25,8 +25,14 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from compress.quantization import (QuantizedGRU, QuantizedLSTM, export_model, kernels_available,  # noqa: E402
-                                   load_quantized, save_quantized)
+from compress.quantization import (
+    QuantizedGRU,
+    QuantizedLSTM,
+    export_model,
+    kernels_available,
+    load_quantized,
+    save_quantized,
+)
 from models import RNNModel  # noqa: E402
 
 

@@ -5,8 +5,8 @@ inference forward pass of three word LMs with the same recurrent parameter budge
 
 * ``dense``: the narrow dense model the budget comes from (``nhid``);
 * ``mask form``: the wide model (``nhid / fract``) as ordinary ``nn.LSTM`` layers, with
-  :class:`~compress.BlockSparseLSTMPruner` masks applied by the scheduler after every step;
-* ``module form``: the wide model built from :class:`~compress.SparseLSTM` layers (``--sparse_mode sparse_hidden``).
+  :class:`~compress.pruning.BlockSparseLSTMPruner` masks applied by the scheduler after every step;
+* ``module form``: the wide model built from :class:`~compress.structured.SparseLSTM` layers (``--sparse_mode sparse_hidden``).
 
     python examples/bench_structured.py                      # CPU, small sizes
     python examples/bench_structured.py --cuda --emsize 400 --nhid 1150 --fract 0.66666 --nlayers 3
@@ -112,7 +112,7 @@ class Runner:
         self.infer_times.append(time.perf_counter() - start)
 
     def row(self) -> dict:
-        recurrent = compress.dense_equivalent(self.model.rnns)
+        recurrent = compress.structured.dense_equivalent(self.model.rnns)
         return {
             "form": self.form,
             "hidden": self.model.sizes[0][1],

@@ -37,9 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-from compress.checkpoint import read_checkpoint  # noqa: E402
+from compress.io.checkpoint import read_checkpoint  # noqa: E402
+from compress.reports.tables import perplexity_table  # noqa: E402
 from compress.structured.geometry import lstm_block_structure  # noqa: E402
-from compress.summary import perplexity_table  # noqa: E402
 from models.sparse_lm import layer_reductions  # noqa: E402
 
 RUNS = ("dense", "sparse", "mask", "agp", "selfish")

@@ -26,13 +26,19 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import compress  # noqa: E402
-from compress.checkpoint import read_checkpoint  # noqa: E402
-from compress.modules import convert_to_modular  # noqa: E402
-from compress.quantization import (PostTrainLinearQuantizer, collect_activation_stats, load_stats,  # noqa: E402
-                                   ptq_table, save_stats)
-from models import RNNModel, batchify, load_corpus, synthetic_corpus  # noqa: E402
 from word_lm import evaluate  # noqa: E402
+
+import compress  # noqa: E402
+from compress.io.checkpoint import read_checkpoint  # noqa: E402
+from compress.modules import convert_to_modular  # noqa: E402
+from compress.quantization import (
+    PostTrainLinearQuantizer,
+    collect_activation_stats,
+    load_stats,
+    ptq_table,
+    save_stats,
+)
+from models import RNNModel, batchify, load_corpus, synthetic_corpus  # noqa: E402
 
 FP16_ALL = "Entire model"
 MIXED = {"encoder": {"fpq_module": 16}, "decoder": {"fpq_module": 16}, ".*eltwise.*": {"fpq_module": 16}}

@@ -16,7 +16,12 @@ import torch
 import yaml
 
 from compress.optim import SparseNTASGD
-from compress.prune_regrow import DEATH_MODES, GROWTH_MODES, INIT_MODES, REDISTRIBUTION_MODES
+from compress.pruning.criteria.prune_regrow import (
+    DEATH_MODES,
+    GROWTH_MODES,
+    INIT_MODES,
+    REDISTRIBUTION_MODES,
+)
 from models import AWDLSTMModel, ONLSTMModel, RHNModel, ar_tar_loss
 
 MODELS = ("RHN", "ONLSTM", "AWD")

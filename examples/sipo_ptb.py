@@ -36,11 +36,19 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import compress  # noqa: E402
-from compress.inspection import count_parameters  # noqa: E402
-from compress.rate_search import NCSRateSearch, prune_to_constraint  # noqa: E402
-from models import RNNModel, batchify, get_batch, load_corpus, repackage_hidden, synthetic_corpus  # noqa: E402
 from word_lm_task import evaluate_lm  # noqa: E402
+
+import compress  # noqa: E402
+from compress.pruning.rate_search.search import NCSRateSearch, prune_to_constraint  # noqa: E402
+from compress.reports.inspection import count_parameters  # noqa: E402
+from models import (  # noqa: E402
+    RNNModel,
+    batchify,
+    get_batch,
+    load_corpus,
+    repackage_hidden,
+    synthetic_corpus,
+)
 
 STAGES = ("dense", "one-shot", "iterative")
 # Per metric: (one-shot degradation, iterative search degradation, recovery tolerance, relative). Accuracy: SiPO's

@@ -25,9 +25,16 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import compress  # noqa: E402
-from compress.schedule import read_schedule  # noqa: E402
-from compress.summary import sparsity_summary, sparsity_total  # noqa: E402
-from models import RNNModel, batchify, get_batch, load_corpus, repackage_hidden, synthetic_corpus  # noqa: E402
+from compress.reports.tables import sparsity_summary, sparsity_total  # noqa: E402
+from compress.scheduling.config import read_schedule  # noqa: E402
+from models import (  # noqa: E402
+    RNNModel,
+    batchify,
+    get_batch,
+    load_corpus,
+    repackage_hidden,
+    synthetic_corpus,
+)
 from models.sparse_lm import SPARSE_MODES, SparseRNNModel  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -226,9 +233,9 @@ def main(argv=None) -> Dict[str, object]:
             if batch % 10 == 0 or batch == steps - 1:
                 bar.update(batch + 1, loss.item(), optimizer.param_groups[0]["lr"])
         bar.close()
-        with compress.averaged_weights(optimizer):  # NT-ASGD: the averaged model is the one evaluated
+        with compress.optim.averaged_weights(optimizer):  # NT-ASGD: the averaged model is the one evaluated
             val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
-        total = sparsity_total(sparsity_summary(compress.dense_equivalent(model)))
+        total = sparsity_total(sparsity_summary(compress.structured.dense_equivalent(model)))
         print(f"| end of epoch {epoch:3d} | {time.time() - epoch_start:5.1f}s | lr {optimizer.param_groups[0]['lr']:g} "
               f"| valid ppl {math.exp(val_loss):8.2f} | sparsity {total.sparsity:5.2f}%")
         if not schedule_drives_lr and val_loss >= best_val and args.anneal > 1:
@@ -242,10 +249,10 @@ def main(argv=None) -> Dict[str, object]:
         epoch_seconds = max(epoch_seconds, time.time() - epoch_start)
 
     # As in Distiller, the final (fully pruned) model is tested, not the best-validation one.
-    with compress.averaged_weights(optimizer):
+    with compress.optim.averaged_weights(optimizer):
         val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
         test_loss = evaluate(model, test_data, args.bptt, args.eval_batch_size)
-    rows = sparsity_summary(compress.dense_equivalent(model))
+    rows = sparsity_summary(compress.structured.dense_equivalent(model))
     total = sparsity_total(rows)
     result = {"name": args.name or (os.path.basename(args.schedule) if args.schedule else "dense"),
               "sparsity": total.sparsity / 100, "nnz": total.nnz,

@@ -1,4 +1,5 @@
 """Reference recurrent language models and the corpora they are trained on."""
+from .awd_lstm import AWDLSTMModel, WeightDropLSTM
 from .corpus import (
     Corpus,
     Dictionary,
@@ -10,7 +11,6 @@ from .corpus import (
     synthetic_corpus,
     verify_checksums,
 )
-from .awd_lstm import AWDLSTMModel, WeightDropLSTM
 from .dropout import ar_tar_loss, embedding_dropout, locked_dropout
 from .onlstm import ONLSTMModel
 from .rhn import RHNModel

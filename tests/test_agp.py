@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import compress
-from compress.rates import Timing, agp_sparsity, agp_sparsity_per_step
+from compress.pruning.ramps import Timing, agp_sparsity, agp_sparsity_per_step
 
 
 def run_epochs(scheduler, epochs, steps=2):

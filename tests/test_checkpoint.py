@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import compress
-from compress.checkpoint import read_checkpoint
+from compress.io.checkpoint import read_checkpoint
 from models import RNNModel
 
 

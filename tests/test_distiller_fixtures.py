@@ -5,10 +5,10 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DISTILLER_SCHEDULES
 
 import compress
-from compress.summary import sparsity_summary
-from conftest import DISTILLER_SCHEDULES
+from compress.reports.tables import sparsity_summary
 from models import RNNModel
 
 FILES = sorted(glob.glob(os.path.join(DISTILLER_SCHEDULES, "word_lang_model*.yaml")))

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 import compress
 from compress import ScheduleError
-from compress import prune_regrow as pr
 from compress.optim import SparseNTASGD
-from compress.pruners.dynamic import DynamicSparsityPruner
-from compress.rates import cosine_decay
+from compress.pruning.criteria import prune_regrow as pr
+from compress.pruning.pruners.dynamic import DynamicSparsityPruner
+from compress.pruning.ramps import cosine_decay
 from models import RNNModel
 
 VOCAB = 40
@@ -393,7 +393,7 @@ def test_pruner_is_usable_from_code_without_a_schedule():
     model = tiny_model()
     pruner = DynamicSparsityPruner("dst", density=0.25, death_rate=0.5)
     scheduler = compress.CompressionScheduler(model)
-    scheduler.add_policy(pruner.policy_class(pruner), starting_epoch=0, ending_epoch=2, name="dst")
+    scheduler.add_policy(pruner, starting_epoch=0, ending_epoch=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     run(model, optimizer, scheduler, range(2))
     assert pruner.events == 2

@@ -8,8 +8,14 @@ from torch import nn
 import compress
 from compress.cli import main
 from compress.errors import CheckpointError, CompressError
-from compress.inspection import (ModelReport, count_parameters, inspect_checkpoints, inspect_model, inspection_table,
-                                 load_task)
+from compress.reports.inspection import (
+    ModelReport,
+    count_parameters,
+    inspect_checkpoints,
+    inspect_model,
+    inspection_table,
+    load_task,
+)
 
 
 def test_tied_weights_count_once_and_zeros_are_pruned(tiny_lm):
@@ -51,7 +57,7 @@ def word_lm_checkpoints(tmp_path, monkeypatch):
     original = str(tmp_path / "original.pt")
     word_lm.main(["--epochs", "1", "--max-train-batches", "2", "--emsize", "8", "--nhid", "8",
                   "--synthetic-tokens", "2000", "--no-progress", "--save", original])
-    state = compress.checkpoint.read_checkpoint(original)
+    state = compress.io.read_checkpoint(original)
     model = make_task(None, torch.device("cpu")).build_model(state)
     model.load_state_dict(state["model"])
     with torch.no_grad():

@@ -61,7 +61,7 @@ def test_pruned_weights_stay_exactly_zero_after_every_step(tiny_lm, opt):
 
 
 def test_fill_kernel_zeroes_exactly_the_pruned_positions():
-    from compress.masks import _fill_pruned_
+    from compress.sparsity.masks import _fill_pruned_
 
     torch.manual_seed(0)
     weights = torch.randn(1000)
@@ -131,7 +131,7 @@ def test_masking_is_in_place_so_the_lstm_flat_buffer_is_kept(tiny_lm):
 
 def test_regrown_positions_get_fresh_optimizer_state(tiny_lm):
     optimizer = torch.optim.Adam(tiny_lm.parameters(), lr=1e-2)
-    store = compress.MaskStore(tiny_lm, optimizer)
+    store = compress.sparsity.MaskStore(tiny_lm, optimizer)
     name = "rnn.weight_hh_l0"
     param = store.parameter(name)
     out, _ = tiny_lm(torch.randint(0, 50, (4, 2)), tiny_lm.init_hidden(2))

@@ -6,8 +6,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from compress.modules import (ModularGRU, ModularLSTM, ModularLSTMCell, convert_from_modular, convert_to_modular,
-                              converted_module_names)
+from compress.modules import (
+    ModularGRU,
+    ModularLSTM,
+    ModularLSTMCell,
+    convert_from_modular,
+    convert_to_modular,
+    converted_module_names,
+)
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 

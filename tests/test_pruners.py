@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 import compress
-from compress.pruners.base import PruningStep
-from compress.rates import Timing, baidu_threshold
+from compress.context import HookContext
+from compress.pruning.ramps import Timing, baidu_threshold
 
 
 def one_layer(weight):
@@ -72,9 +72,9 @@ def test_sensitivity_pruner_threshold_is_s_times_std_fixed_at_first_pruning():
 
 def test_splicing_prunes_below_low_and_splices_back_above_high():
     model = one_layer(W)
-    pruner = compress.SplicingPruner("s", {"weight": 0.0}, low_thresh_mult=0.9, hi_thresh_mult=1.1)
-    pruner.bind(compress.ParameterIndex(model))
-    step = PruningStep(0, 0, None, Timing(epochs=(0,)))
+    pruner = compress.pruning.SplicingPruner("s", {"weight": 0.0}, low_thresh_mult=0.9, hi_thresh_mult=1.1)
+    pruner.bind(compress.sparsity.ParameterIndex(model))
+    step = HookContext(0, timing=Timing(epochs=(0,)))
     mean = W.abs().mean().item()   # 0.45: low 0.405, high 0.495
     mask = pruner.compute_masks({"weight": model.weight}, {"weight": None}, step)["weight"]
     assert mask.tolist() == [[False, False, False, False], [True, True, True, True]]

@@ -3,7 +3,6 @@ import os
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -39,6 +38,7 @@ def test_ptq_example_prints_distillers_table_from_a_word_lm_checkpoint(checkpoin
 
 def test_ptq_example_collects_per_unit_statistics_for_rows_and_schedules_that_need_them(checkpoint, tmp_path, capsys):
     import ptq_word_lm
+
     from compress.quantization import load_stats
 
     stats = str(tmp_path / "stats.yaml")

@@ -6,8 +6,17 @@ import torch
 from torch import nn
 
 from compress.errors import CheckpointError
-from compress.quantization import (PostTrainLinearQuantizer, QuantizedEmbedding, QuantizedLinear, QuantizedLSTM,
-                                   WeightFormat, export_model, kernels_available, load_quantized, save_quantized)
+from compress.quantization import (
+    PostTrainLinearQuantizer,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    QuantizedLSTM,
+    WeightFormat,
+    export_model,
+    kernels_available,
+    load_quantized,
+    save_quantized,
+)
 from compress.quantization import export as export_module
 from compress.quantization.linear import LinearQuantMode
 from models import RNNModel

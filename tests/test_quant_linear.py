@@ -3,8 +3,18 @@ import pytest
 import torch
 
 from compress.errors import ArgumentError
-from compress.quantization import (ClipMode, LinearQuantMode, asymmetric_params, clip_range, dequantize,
-                                   fake_quantize, quant_params, quantize, quantized_range, symmetric_params)
+from compress.quantization import (
+    ClipMode,
+    LinearQuantMode,
+    asymmetric_params,
+    clip_range,
+    dequantize,
+    fake_quantize,
+    quant_params,
+    quantize,
+    quantized_range,
+    symmetric_params,
+)
 from compress.quantization.linear import parse_clip_mode, parse_mode, tensor_stats
 from compress.quantization.wrappers import quantize_weight
 

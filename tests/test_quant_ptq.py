@@ -10,9 +10,20 @@ from torch import nn
 import compress
 from compress.errors import ArgumentError, ScheduleError
 from compress.modules import ModularLSTM
-from compress.quantization import (ClipMode, LinearQuantMode, PostTrainLinearQuantizer, collect_activation_stats,
-                                   ptq_table)
-from compress.quantization.wrappers import FPWrapper, QuantActivation, QuantEltwise, QuantEmbedding, QuantLinear
+from compress.quantization import (
+    ClipMode,
+    LinearQuantMode,
+    PostTrainLinearQuantizer,
+    collect_activation_stats,
+    ptq_table,
+)
+from compress.quantization.wrappers import (
+    FPWrapper,
+    QuantActivation,
+    QuantEltwise,
+    QuantEmbedding,
+    QuantLinear,
+)
 
 ASYM_S = LinearQuantMode.ASYMMETRIC_SIGNED
 
@@ -171,6 +182,7 @@ def _shipped_schedule_against_plain_int8(model, schedule, name):
     """The quantizer ``name`` of ``schedules/SCHEDULE`` and per-tensor INT8, both calibrated on the same data, and
     their mean output errors against the float model."""
     import os
+
     from conftest import ROOT
 
     data = batches(n=4, seq=12)

@@ -5,8 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from compress.quantization import (ActivationStatsCollector, collect_activation_stats, load_stats, save_stats,
-                                   validate_stats)
+from compress.quantization import (
+    ActivationStatsCollector,
+    collect_activation_stats,
+    load_stats,
+    save_stats,
+    validate_stats,
+)
 
 DISTILLER_STATS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "docs", "distiller-schedules",
                                "acts_quantization_stats.yaml")

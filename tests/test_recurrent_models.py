@@ -4,7 +4,14 @@ import torch
 import torch.nn.functional as F
 
 import compress
-from models import AWDLSTMModel, ONLSTMModel, RHNModel, ar_tar_loss, embedding_dropout, locked_dropout
+from models import (
+    AWDLSTMModel,
+    ONLSTMModel,
+    RHNModel,
+    ar_tar_loss,
+    embedding_dropout,
+    locked_dropout,
+)
 from models.onlstm import ONLSTMCell, cumax
 from models.rhn import RHNLayer
 
@@ -79,7 +86,7 @@ def test_awd_lstm_trains_the_raw_recurrent_weight_and_schedules_find_it_by_the_l
     model = AWDLSTMModel(50, 8, 12, nlayers=3)
     names = [n for n, _ in model.named_parameters()]
     assert "rnns.0.weight_hh_l0_raw" in names and "rnns.0.weight_hh_l0" not in names
-    assert compress.ParameterIndex(model).resolve("rnns.*.weight_hh_l0") == [
+    assert compress.sparsity.ParameterIndex(model).resolve("rnns.*.weight_hh_l0") == [
         "rnns.0.weight_hh_l0_raw", "rnns.1.weight_hh_l0_raw", "rnns.2.weight_hh_l0_raw"]
 
 

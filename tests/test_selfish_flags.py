@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "examples"))

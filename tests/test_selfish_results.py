@@ -3,7 +3,6 @@ import os
 import sys
 
 import yaml
-
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "examples"))

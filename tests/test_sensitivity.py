@@ -10,8 +10,8 @@ from torch import nn
 
 import compress
 from compress.errors import ArgumentError
-from compress.grouping import ParameterGroup
-from compress.sensitivity import SensitivityResult, sensitivity_analysis
+from compress.pruning.criteria.groups import ParameterGroup
+from compress.pruning.sensitivity import SensitivityResult, sensitivity_analysis
 
 LEVELS = [0.0, 0.25, 0.5, 0.75, 0.9]
 

@@ -3,8 +3,15 @@ import pytest
 import torch
 
 import compress
-from compress import MaskStore, ScheduleError
-from compress.optim import NonMonotoneTrigger, NTASGDSwitch, SparseNTASGD, averaged_weights, nonmonotone_trigger
+from compress import ScheduleError
+from compress.optim import (
+    NonMonotoneTrigger,
+    NTASGDSwitch,
+    SparseNTASGD,
+    averaged_weights,
+    nonmonotone_trigger,
+)
+from compress.sparsity import MaskStore
 
 
 def quadratic_steps(optimizer, params, steps, seed=0):

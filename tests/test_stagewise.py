@@ -10,12 +10,21 @@ from torch import nn
 
 import compress
 from compress.errors import ArgumentError, CompressError, ScheduleError
-from compress.grouping import count_pruned, group_masks, group_parameters
-from compress.ncs import NegativelyCorrelatedSearch, bhattacharyya_distance
-from compress.pruners.stagewise import IterativePruningPolicy
-from compress.rate_search import (Constraint, GreedyRateSearch, NCSRateSearch, fitness, prune_to_constraint,
-                                  search_group_rates)
-from compress.selection import ParameterIndex
+from compress.pruning.criteria.groups import count_pruned, group_masks, group_parameters
+from compress.pruning.rate_search.ncs import (
+    NegativelyCorrelatedSearch,
+    bhattacharyya_distance,
+)
+from compress.pruning.rate_search.search import (
+    Constraint,
+    GreedyRateSearch,
+    NCSRateSearch,
+    fitness,
+    prune_to_constraint,
+    search_group_rates,
+)
+from compress.scheduling.policies import IterativePruningPolicy
+from compress.sparsity.names import ParameterIndex
 from models import RNNModel
 
 
@@ -100,7 +109,7 @@ def test_an_ncs_option_with_greedy_search_is_a_schedule_error():
 def test_one_threshold_per_group_prunes_the_smallest_magnitudes_across_its_tensors():
     params = {"a": torch.tensor([1.0, -2.0, 3.0, 4.0]), "b": torch.tensor([5.0, 6.0, -0.5, 7.0]),
               "c": torch.tensor([0.1, 0.2])}
-    groups = [compress.ParameterGroup("ab", ("a", "b")), compress.ParameterGroup("c", ("c",))]
+    groups = [compress.pruning.criteria.ParameterGroup("ab", ("a", "b")), compress.pruning.criteria.ParameterGroup("c", ("c",))]
     masks = group_masks(groups, params, {"ab": 0.25, "c": 0.0})
     # int(0.25 * 8) = 2 smallest of the group: -0.5 (in b) and 1.0 (in a); rate 0 prunes nothing
     assert masks["a"].tolist() == [False, True, True, True]
@@ -124,7 +133,7 @@ def test_each_group_is_pruned_to_exactly_int_rate_times_size(rate):
 
 def test_previously_pruned_weights_stay_pruned():
     params = {"w": torch.tensor([0.0, 0.0, 3.0, 1.0])}
-    groups = [compress.ParameterGroup("g", ("w",))]
+    groups = [compress.pruning.criteria.ParameterGroup("g", ("w",))]
     current = {"w": torch.tensor([True, False, True, True])}
     masks = group_masks(groups, params, {"g": 0.0}, current)
     assert masks["w"].tolist() == [True, False, True, True]

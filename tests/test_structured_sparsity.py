@@ -5,17 +5,17 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 from torch import nn
 
 import compress
 from compress import ArgumentError, ScheduleError
-from compress.checkpoint import read_checkpoint
+from compress.io.checkpoint import read_checkpoint
+from compress.pruning.pruners import BlockEmbeddingPruner, BlockSparseLSTMPruner
+from compress.reports.tables import sparsity_summary
+from compress.sparsity.names import ParameterIndex
 from compress.structured import SparseEmbedding, SparseLSTM, dense_equivalent
-from compress.pruners import BlockEmbeddingPruner, BlockSparseLSTMPruner
-from compress.selection import ParameterIndex
 from compress.structured.geometry import embedding_block_structure, lstm_block_structure
-from compress.summary import sparsity_summary
-from conftest import ROOT
 from models import RNNModel, SparseRNNModel, load_corpus
 from models.sparse_lm import layer_reductions
 

@@ -1,4 +1,4 @@
-"""Tests for compress.summary, checked against numbers computed by hand."""
+"""Tests for compress.reports.tables, checked against numbers computed by hand."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from compress.summary import (
+from compress.reports.tables import (
     SPARSITY_HEADERS,
     SparsityRow,
     SparsityTotal,

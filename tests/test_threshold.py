@@ -1,14 +1,15 @@
-"""compress.threshold: exact k-th smallest magnitude, Distiller level thresholds and masks (CPU)."""
+"""compress.kernels.magnitude: exact k-th smallest magnitude, Distiller level thresholds and masks (CPU)."""
 import logging
 import math
 
 import pytest
 import torch
 
-from compress import threshold as th
-from compress.threshold import global_level_masks, kth_smallest_magnitude, level_mask, magnitude_threshold
+from compress.kernels import magnitude as th
+from compress.kernels.magnitude import kth_smallest_magnitude, magnitude_threshold
+from compress.pruning.criteria.magnitude import global_level_masks, level_mask
 
-LOGGER = "compress.threshold"
+LOGGER = "compress.kernels.magnitude"
 METHODS = ["auto", "sample", "radix", "sort"]
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .eltwise import EltwiseAdd, EltwiseMult, EltwiseSub
+from compress.modules.eltwise import EltwiseAdd, EltwiseMult, EltwiseSub
 
 __all__ = ["ModularLSTMCell", "ModularGRUCell", "ModularLSTM", "ModularGRU", "convert_to_modular",
            "convert_from_modular", "converted_module_names", "converted_module_types"]

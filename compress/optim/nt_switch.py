@@ -7,10 +7,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from ..errors import ArgumentError
-from ..policies import HookContext, ScheduledTrainingPolicy
-from ..registry import register_extension
-from .snt_asgd import SparseNTASGD
+from compress.errors import ArgumentError
+from compress.optim.snt_asgd import SparseNTASGD
+from compress.registry import register_extension
+from compress.scheduling.policies.base import HookContext, ScheduledTrainingPolicy
 
 
 def nonmonotone_trigger(history: Sequence[float], current: float, nonmono: int) -> bool:

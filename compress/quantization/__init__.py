@@ -8,14 +8,41 @@
   weights, fast CPU kernels);
 * :func:`quant_table`, :func:`ptq_table`: reports.
 """
-from .export import (QuantizedEmbedding, QuantizedGRU, QuantizedLinear, QuantizedLSTM, WeightFormat, export_model,
-                     kernels_available, load_quantized, save_quantized)
-from .linear import (ClipMode, LinearQuantMode, ModuleQuantMode, QuantParams, asymmetric_params, clip_range,
-                     dequantize, fake_quantize, quant_params, quantize, quantized_range, symmetric_params)
-from .ptq import ModuleQuantConfig, PostTrainLinearQuantizer
-from .report import ptq_table, quant_table
-from .stats import (ActivationStatsCollector, collect_activation_stats, load_stats, run_calibration, save_stats,
-                    validate_stats)
+from compress.quantization.export import (
+                                          QuantizedEmbedding,
+                                          QuantizedGRU,
+                                          QuantizedLinear,
+                                          QuantizedLSTM,
+                                          WeightFormat,
+                                          export_model,
+                                          kernels_available,
+                                          load_quantized,
+                                          save_quantized,
+)
+from compress.quantization.linear import (
+                                          ClipMode,
+                                          LinearQuantMode,
+                                          ModuleQuantMode,
+                                          QuantParams,
+                                          asymmetric_params,
+                                          clip_range,
+                                          dequantize,
+                                          fake_quantize,
+                                          quant_params,
+                                          quantize,
+                                          quantized_range,
+                                          symmetric_params,
+)
+from compress.quantization.ptq import ModuleQuantConfig, PostTrainLinearQuantizer
+from compress.quantization.report import ptq_table, quant_table
+from compress.quantization.stats import (
+                                          ActivationStatsCollector,
+                                          collect_activation_stats,
+                                          load_stats,
+                                          run_calibration,
+                                          save_stats,
+                                          validate_stats,
+)
 
 __all__ = [
     "PostTrainLinearQuantizer", "ModuleQuantConfig", "LinearQuantMode", "ClipMode", "ModuleQuantMode", "QuantParams",

@@ -41,10 +41,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArgumentError, CheckpointError
-from ..modules.rnn import ModularGRU, ModularLSTM, _ModularRNN, convert_to_modular
-from .linear import ClipMode, LinearQuantMode, parse_clip_mode, parse_mode
-from .wrappers import quantize_weight
+from compress.errors import ArgumentError, CheckpointError
+from compress.modules.rnn import (
+    ModularGRU,
+    ModularLSTM,
+    _ModularRNN,
+    convert_to_modular,
+)
+from compress.quantization.linear import (
+    ClipMode,
+    LinearQuantMode,
+    parse_clip_mode,
+    parse_mode,
+)
+from compress.quantization.wrappers import quantize_weight
 
 log = logging.getLogger(__name__)
 

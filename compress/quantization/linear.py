@@ -26,7 +26,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 
-from ..errors import ArgumentError
+from compress.errors import ArgumentError
 
 __all__ = ["LinearQuantMode", "ClipMode", "ModuleQuantMode", "QuantParams", "parse_mode", "parse_clip_mode",
            "quantized_range", "symmetric_params", "asymmetric_params", "quant_params", "clip_range",

@@ -39,13 +39,37 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ..errors import ArgumentError
-from ..modules import EltwiseAdd, EltwiseMult, EltwiseSub, convert_from_modular, convert_to_modular
-from ..modules.rnn import converted_module_types
-from ..registry import register_quantizer
-from .linear import ClipMode, ModuleQuantMode, parse_clip_mode, parse_mode
-from .stats import Calibration, Stats, collect_activation_stats, load_stats, validate_stats
-from .wrappers import ActQuantizer, FPWrapper, QuantActivation, QuantEltwise, QuantEmbedding, QuantLinear
+from compress.errors import ArgumentError
+from compress.modules import (
+    EltwiseAdd,
+    EltwiseMult,
+    EltwiseSub,
+    convert_from_modular,
+    convert_to_modular,
+)
+from compress.modules.rnn import converted_module_types
+from compress.quantization.linear import (
+    ClipMode,
+    ModuleQuantMode,
+    parse_clip_mode,
+    parse_mode,
+)
+from compress.quantization.stats import (
+    Calibration,
+    Stats,
+    collect_activation_stats,
+    load_stats,
+    validate_stats,
+)
+from compress.quantization.wrappers import (
+    ActQuantizer,
+    FPWrapper,
+    QuantActivation,
+    QuantEltwise,
+    QuantEmbedding,
+    QuantLinear,
+)
+from compress.registry import register_quantizer
 
 log = logging.getLogger(__name__)
 
@@ -599,7 +623,7 @@ class PostTrainLinearQuantizer:
         """A real compressed model with this quantizer's per-module choices (see
         :func:`compress.quantization.export_model`): weights of INT8 modules in int8 (the simulation's integers),
         FP16 modules in fp16, float modules in fp32."""
-        from .export import WeightFormat, export_model
+        from compress.quantization.export import WeightFormat, export_model
 
         def fmt(name: str) -> WeightFormat:
             cfg = self.module_configs[name][1] if name in self.module_configs else self.config_for(name)
@@ -615,5 +639,5 @@ class PostTrainLinearQuantizer:
 
     def module_table(self, tablefmt: str = "psql") -> str:
         """Per-module report (see :func:`compress.quantization.quant_table`)."""
-        from .report import quant_table
+        from compress.quantization.report import quant_table
         return quant_table(self, tablefmt=tablefmt)

@@ -8,7 +8,7 @@ from typing import Any, Iterable, List, Mapping, Optional
 
 from tabulate import tabulate
 
-from .linear import ClipMode
+from compress.quantization.linear import ClipMode
 
 __all__ = ["quant_table", "ptq_table", "module_format"]
 

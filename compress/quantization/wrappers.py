@@ -27,8 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import (ClipMode, LinearQuantMode, QuantParams, clip_range, dequantize, fake_quantize, quant_params,
-                     quantize, quantized_range, tensor_stats)
+from compress.quantization.linear import (
+    ClipMode,
+    LinearQuantMode,
+    QuantParams,
+    clip_range,
+    dequantize,
+    fake_quantize,
+    quant_params,
+    quantize,
+    quantized_range,
+    tensor_stats,
+)
 
 __all__ = ["ActQuantizer", "QuantLinear", "QuantEmbedding", "QuantEltwise", "QuantActivation", "FPWrapper",
            "quantize_weight"]

@@ -14,7 +14,7 @@ Each comes in two forms that compute the same function of the same weights:
 * the **module form** stores only the trainable weights: :class:`SparseLSTM` (``k`` small ``nn.LSTM``) and
   :class:`SparseEmbedding`; their parameter count is the true one;
 * the **mask form** keeps an ordinary ``nn.LSTM``/``nn.Embedding`` and fixes the structure as masks, from a
-  schedule: :class:`~compress.pruners.BlockSparseLSTMPruner` and :class:`~compress.pruners.BlockEmbeddingPruner`.
+  schedule: :class:`~compress.pruning.BlockSparseLSTMPruner` and :class:`~compress.pruning.BlockEmbeddingPruner`.
 
 Which is faster depends on the device and size. The mask form computes the whole wide layer every step, zeros
 included, in one fused ``nn.LSTM`` call; the module form does only the kept arithmetic, but in ``k``
@@ -26,11 +26,15 @@ tiny sizes or on a GPU, where a step is bound by kernel launches, the single fus
 :mod:`.geometry` holds the pure structure computations; :func:`dense_equivalent` shows a model that uses the
 module form as the dense tensors it stands for (for :func:`compress.sparsity_table`).
 """
-from .embedding import SparseEmbedding
-from .equivalent import dense_equivalent
-from .geometry import (EmbeddingBlockStructure, LSTMBlockStructure, embedding_block_structure,
-                       lstm_block_structure)
-from .lstm import SparseLSTM
+from compress.structured.embedding import SparseEmbedding
+from compress.structured.equivalent import dense_equivalent
+from compress.structured.geometry import (
+                                          EmbeddingBlockStructure,
+                                          LSTMBlockStructure,
+                                          embedding_block_structure,
+                                          lstm_block_structure,
+)
+from compress.structured.lstm import SparseLSTM
 
 __all__ = ["SparseLSTM", "SparseEmbedding", "dense_equivalent", "LSTMBlockStructure", "EmbeddingBlockStructure",
            "lstm_block_structure", "embedding_block_structure"]

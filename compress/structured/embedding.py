@@ -5,7 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .geometry import EmbeddingBlockStructure, embedding_block_structure
+from compress.structured.geometry import (
+    EmbeddingBlockStructure,
+    embedding_block_structure,
+)
 
 
 class SparseEmbedding(nn.Module):

@@ -13,8 +13,8 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
-from .embedding import SparseEmbedding
-from .lstm import SparseLSTM
+from compress.structured.embedding import SparseEmbedding
+from compress.structured.lstm import SparseLSTM
 
 
 def dense_equivalent(model: nn.Module) -> Dict[str, torch.Tensor]:

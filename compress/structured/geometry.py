@@ -11,7 +11,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from ..errors import ArgumentError
+from compress.errors import ArgumentError
 
 Segment = Tuple[int, int]
 

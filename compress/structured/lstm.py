@@ -6,7 +6,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .geometry import LSTMBlockStructure, lstm_block_structure
+from compress.structured.geometry import LSTMBlockStructure, lstm_block_structure
 
 LSTMState = Tuple[torch.Tensor, torch.Tensor]
 DENSE_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -19,7 +19,7 @@ class SparseLSTM(nn.Module):
     ``c``; its hidden and cell state are that block's slice of the layer's state, and the outputs are
     concatenated. Only the kept weights exist, so ``sum(p.numel() for p in layer.parameters())`` is the true
     trainable count (:attr:`structure` ``.num_parameters``). The same function of the same weights is a dense
-    ``nn.LSTM`` masked by :class:`~compress.pruners.BlockSparseLSTMPruner` (see :meth:`dense_weights`).
+    ``nn.LSTM`` masked by :class:`~compress.pruning.BlockSparseLSTMPruner` (see :meth:`dense_weights`).
 
     Like the original: one layer, biases, time-major input ``(seq_len, batch, input_size)``. Each component
     keeps ``nn.LSTM``'s default initialisation ``U(-1/sqrt(h_c), 1/sqrt(h_c))`` for its ``h_c`` units, a

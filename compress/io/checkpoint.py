@@ -1,0 +1,189 @@
+"""Checkpoints: model, optimizer, scheduler and RNG state in one file, written atomically, read safely.
+
+A checkpoint is a plain dict of tensors and Python literals, so it loads with ``torch.load(weights_only=True)``:
+no code in a checkpoint can run. It is written to a temporary file in the same folder and renamed over the
+target, so a crash mid-write never leaves a truncated checkpoint under the real name. Loading checks
+everything against the model, optimizer and scheduler *before* changing any of them.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from typing import Any, Dict, Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+from compress.errors import CheckpointError
+from compress.scheduling.scheduler import CompressionScheduler
+
+FORMAT = "compress.checkpoint"
+_PLAIN = (type(None), bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def _check_plain(value: Any, key: str) -> None:
+    if isinstance(value, _PLAIN):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{key}[{i}]")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"checkpoint extra {key!r}: keys must be str or int, got {type(k).__name__}")
+            _check_plain(v, f"{key}.{k}")
+        return
+    raise TypeError(f"checkpoint extra {key!r} is a {type(value).__name__}; only tensors and plain data "
+                    f"(numbers, strings, lists, dicts) can be loaded back safely")
+
+
+def rng_state() -> Dict[str, Any]:
+    """The torch RNG states (CPU, and every CUDA device if CUDA is initialised)."""
+    state: Dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore :func:`rng_state`."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
+                    optimizer: Optional[torch.optim.Optimizer] = None,
+                    scheduler: Optional[CompressionScheduler] = None, **extra: Any) -> None:
+    """Save everything a resume needs to ``path``, atomically.
+
+    Args:
+        path: the checkpoint file.
+        model: its ``state_dict`` is saved.
+        optimizer: its ``state_dict`` is saved, if given.
+        scheduler: its ``state_dict`` (masks, policy and pruner state, position) is saved, if given.
+        **extra: anything else to keep (epoch, best validation loss, arguments...): tensors and plain data only.
+
+    Raises:
+        TypeError: an ``extra`` value could not be loaded back with ``weights_only=True``.
+    """
+    for key, value in extra.items():
+        _check_plain(value, key)
+    state = {
+        "format": FORMAT,
+        "version": 1,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng_state(),
+        "extra": dict(extra),
+    }
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``, onto the CPU) and check what it is.
+
+    Accepts files written by :func:`save_checkpoint` and Distiller checkpoints (``state_dict`` and
+    ``compression_sched`` keys), as long as they hold only tensors and plain data.
+
+    Raises:
+        CheckpointError: missing, truncated, not a PyTorch file, unsafe to unpickle, or of a foreign format.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: holds objects other than tensors and plain data; refusing to unpickle "
+                              f"it ({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(state).__name__}")
+    if state.get("format") == FORMAT:
+        return dict(state)
+    if "state_dict" in state:  # Distiller's layout
+        return {"format": FORMAT, "version": 0, "model": state["state_dict"],
+                "optimizer": state.get("optimizer_state_dict"), "scheduler": state.get("compression_sched"),
+                "rng": {}, "extra": {k: state[k] for k in ("epoch", "arch") if k in state}}
+    raise CheckpointError(f"{path}: not a compress checkpoint (no 'format': '{FORMAT}' and no Distiller "
+                          f"'state_dict')")
+
+
+def _check_model_state(path: str, model: nn.Module, saved: Mapping[str, Any]) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for k, v in own.items():
+        if torch.is_tensor(v) and (not torch.is_tensor(saved[k]) or tuple(saved[k].shape) != tuple(v.shape)):
+            shape = tuple(saved[k].shape) if torch.is_tensor(saved[k]) else type(saved[k]).__name__
+            raise CheckpointError(f"{path}: {k!r} has shape {shape} in the checkpoint, {tuple(v.shape)} in the model")
+
+
+def _check_optimizer_state(path: str, optimizer: torch.optim.Optimizer, saved: Any) -> None:
+    if not isinstance(saved, Mapping) or "param_groups" not in saved:
+        raise CheckpointError(f"{path}: holds no optimizer state to load into {type(optimizer).__name__}")
+    ours = [len(g["params"]) for g in optimizer.param_groups]
+    theirs = [len(g["params"]) for g in saved["param_groups"]]
+    if ours != theirs:
+        raise CheckpointError(f"{path}: optimizer has parameter groups of sizes {theirs}, this one {ours}")
+
+
+def load_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
+                    optimizer: Optional[torch.optim.Optimizer] = None,
+                    scheduler: Optional[CompressionScheduler] = None, *, restore_rng: bool = True) -> Dict[str, Any]:
+    """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``); returns the saved ``extra`` dict.
+
+    Everything is checked before anything is changed, so on error the model, optimizer and scheduler are
+    as they were.
+
+    Args:
+        path: the checkpoint file.
+        model: receives the weights (strict: same names and shapes).
+        optimizer: receives the optimizer state, if given.
+        scheduler: receives masks, policy state and position, if given; it must be built from the same schedule.
+        restore_rng: also restore the torch RNG states saved with it (needed for bit-exact resumes with dropout).
+
+    Raises:
+        CheckpointError: the file is unreadable or foreign, or does not fit the objects given.
+    """
+    path = os.fspath(path)
+    state = read_checkpoint(path)
+    _check_model_state(path, model, state["model"])
+    if optimizer is not None:
+        _check_optimizer_state(path, optimizer, state.get("optimizer"))
+    if scheduler is not None:
+        if state.get("scheduler") is None:
+            raise CheckpointError(f"{path}: holds no scheduler state")
+        try:
+            scheduler.check_state(state["scheduler"])
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng and state.get("rng"):
+        set_rng_state(state["rng"])
+    return dict(state.get("extra") or {})

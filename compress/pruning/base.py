@@ -1,0 +1,257 @@
+"""The pruner protocol: a pruner only decides *which* weights to keep.
+
+How much and when comes from :mod:`compress.pruning.ramps` and the policy's timing; applying masks to weights,
+gradients and optimizer state is :class:`compress.sparsity.MaskStore`'s job. A new pruner is one subclass of
+:class:`Pruner`, registered with :func:`compress.register_pruner`.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from compress.context import HookContext, Timing
+from compress.errors import ArgumentError, CompressError
+from compress.sparsity.names import ParameterIndex
+
+WeightSpec = Union[None, str, Sequence[str]]
+
+
+def check_fraction(key: str, value: Any, *, allow_one: bool = False) -> float:
+    """``value`` as a float in [0, 1) (or [0, 1]); ``ArgumentError`` naming ``key`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentError(key, f"expected a number in [0, 1{']' if allow_one else ')'}, got {value!r}")
+    value = float(value)
+    if not (0.0 <= value < 1.0 or (allow_one and value == 1.0)):
+        raise ArgumentError(key, f"must be in [0, 1{']' if allow_one else ')'}, got {value}")
+    return value
+
+
+def check_number(key: str, value: Any, *, minimum: Optional[float] = None) -> float:
+    """``value`` as a float (``>= minimum`` when given); ``ArgumentError`` naming ``key`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentError(key, f"expected a number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ArgumentError(key, f"must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights") -> List[str]:
+    """Canonical names for ``patterns``; ``ArgumentError`` naming the failing entry (``weights[1]``)."""
+    names: List[str] = []
+    for i, pattern in enumerate(patterns):
+        try:
+            found = index.resolve(pattern)
+        except LookupError as exc:
+            raise ArgumentError(f"{key}[{i}]", str(exc)) from None
+        names.extend(n for n in found if n not in names)
+    return [n for n in index.params if n in names]
+
+
+def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str) -> Dict[str, Any]:
+    """Per-parameter values from a Distiller-style dict ``{name or pattern: value, '*': default}``.
+
+    Exact names win over patterns, patterns over ``'*'``; ``'*'`` covers every parameter (biases too, as in
+    Distiller).
+    """
+    if not isinstance(targets, Mapping) or not targets:
+        raise ArgumentError(key, f"expected a mapping of weight names to values, got {targets!r}")
+    out: Dict[str, Any] = {}
+    exact = [k for k in targets if k != "*" and not (k.startswith("re:") or set("*?[") & set(k))]
+    patterns = [k for k in targets if k != "*" and k not in exact]
+    for k in patterns[::-1] + exact:  # later assignments win: exact names last; first pattern beats later ones
+        try:
+            for name in index.resolve(k):
+                out[name] = targets[k]
+        except LookupError as exc:
+            raise ArgumentError(f"{key}.{k}", str(exc)) from None
+    if "*" in targets:
+        for name in index.params:
+            out.setdefault(name, targets["*"])
+    return {n: out[n] for n in index.params if n in out}
+
+
+def as_list(weights: WeightSpec) -> List[str]:
+    if weights is None:
+        return []
+    if isinstance(weights, str):
+        return [weights]
+    if not isinstance(weights, (list, tuple)):
+        raise ArgumentError("weights", f"expected a list of weight names or patterns, got {weights!r}")
+    return list(weights)
+
+
+class Pruner(abc.ABC):
+    """Base class of all pruners.
+
+    Subclasses implement :meth:`compute_masks`. A pruner keeps no tensors of its own unless its
+    algorithm needs them, and returns any such state from :meth:`state_dict`.
+
+    Args:
+        name: the instance name (the schedule's key).
+        weights: names or patterns of the weights it prunes; resolved by :meth:`bind`.
+    """
+
+    #: True when the pruner wants to be asked at every minibatch of its active epochs.
+    prunes_every_minibatch: bool = False
+
+    def __init__(self, name: str, weights: WeightSpec = None):
+        self.name = name
+        self.weight_patterns = as_list(weights)
+        self.weights: List[str] = []
+
+    def bind(self, index: ParameterIndex) -> None:
+        """Resolve weight names against a model; raises ``ArgumentError`` naming what did not match."""
+        if not self.weight_patterns:
+            raise ArgumentError("weights", "lists no weights")
+        self.weights = resolve_weights(index, self.weight_patterns)
+
+    @abc.abstractmethod
+    def compute_masks(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
+                      step: HookContext) -> Dict[str, torch.Tensor]:
+        """New keep-masks (bool, shaped like the weight) for some or all of :attr:`weights`.
+
+        Args:
+            params: canonical name → parameter, for this pruner's weights.
+            current: canonical name → the mask in force now (``None`` if unmasked).
+            step: the training position.
+        """
+
+    def state_dict(self) -> Dict[str, Any]:
+        """State a resume needs (empty for pruners that are functions of the weights and the epoch)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, weights={self.weights or self.weight_patterns})"
+
+
+class FixedStructurePruner(Pruner):
+    """A pruner whose masks are a structure fixed by the weight shapes, computed once in :meth:`bind`.
+
+    Subclasses fill :attr:`structures` (each with a ``num_parameters``) and ``_masks`` (name → bool mask) in
+    ``bind``; every call of :meth:`compute_masks` returns those masks, moved to the weights' device.
+    """
+
+    def __init__(self, name: str, weights: WeightSpec = None):
+        super().__init__(name, weights)
+        #: the structure behind the masks, keyed by weight (or layer) name
+        self.structures: Dict[str, Any] = {}
+        self._masks: Dict[str, torch.Tensor] = {}
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters the structures keep (see each structure's ``num_parameters``)."""
+        return sum(s.num_parameters for s in self.structures.values())
+
+    def compute_masks(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
+                      step: HookContext) -> Dict[str, torch.Tensor]:
+        for name, mask in self._masks.items():
+            if mask.device != params[name].device:
+                self._masks[name] = mask.to(params[name].device)
+        return {name: mask.clone() for name, mask in self._masks.items()}
+
+
+@dataclass
+class TopologyUpdate:
+    """The result of one prune-and-regrow event.
+
+    Args:
+        survivors: per weight, the mask after death (what is kept of the old topology).
+        masks: per weight, the mask after growth (the new topology).
+        death_rate: the death rate the event used.
+        removed: weights that died, per weight.
+        grown: weights that grew, per weight.
+    """
+
+    survivors: Dict[str, torch.Tensor]
+    masks: Dict[str, torch.Tensor]
+    death_rate: float
+    removed: Dict[str, int] = field(default_factory=dict)
+    grown: Dict[str, int] = field(default_factory=dict)
+
+
+class RegrowingPruner(Pruner):
+    """The lifecycle of a pruner whose topology changes during training at a fixed density (dynamic sparsity).
+
+    :class:`~compress.scheduling.policies.DynamicSparsityPolicy` drives every subclass: it asks for
+    :meth:`initial_masks` at the start of the first active epoch, reports every optimizer step to
+    :meth:`observe_step` (which says whether an update is due) and every epoch end to
+    :meth:`observe_epoch_end`, and applies :meth:`prune_and_regrow`'s result in two steps (survivors, then the
+    new topology) so grown weights restart at zero.
+
+    Attributes:
+        initialised: True once :meth:`initial_masks` has run (saved in :meth:`state_dict`).
+        update_frequency: ``'epoch'`` (update at every active epoch's end) or a number of minibatches.
+    """
+
+    initialised: bool = False
+    update_frequency: Union[str, int] = "epoch"
+
+    @abc.abstractmethod
+    def initial_masks(self, params: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The initial sparse topology of :attr:`weights`."""
+
+    @abc.abstractmethod
+    def observe_step(self, params: Mapping[str, torch.Tensor], minibatches_per_epoch: Optional[int],
+                     timing: Timing, *, last_of_epoch: bool) -> bool:
+        """Called after every optimizer step of an active epoch; True when a minibatch-cadence update is due."""
+
+    @abc.abstractmethod
+    def observe_epoch_end(self, steps_this_epoch: int, timing: Timing) -> None:
+        """Called at the end of every active epoch, before an epoch-cadence update."""
+
+    @abc.abstractmethod
+    def prune_and_regrow(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
+                         step: Optional[HookContext] = None) -> TopologyUpdate:
+        """One prune-and-regrow event."""
+
+
+class SearchingPruner(Pruner):
+    """The lifecycle of a pruner that searches its rates with a metric and alternates with retraining (SiPO).
+
+    :class:`~compress.scheduling.policies.IterativePruningPolicy` drives every subclass: at a search epoch it
+    calls :meth:`search` with the user's ``evaluate(model) -> float``; after each retraining epoch it asks
+    :attr:`recovery` whether the metric is back, and :meth:`better` which recovered state to keep.
+
+    Attributes:
+        constraint: the quality constraint of a search (``max_degradation``, ``mode``, ``relative``).
+        retrain_epochs: retraining epochs per iteration (0: one-shot).
+        stop_at_recovery: start the next search at the first recovered epoch.
+        min_improvement: the smallest sparsity gain that keeps the iterations going.
+        target_sparsity: stop once the recovered model is this sparse (``None``: no target).
+        max_iterations: most iterations.
+        retries: further attempts after a failed recovery.
+        rates: the rates of the last search (saved in :meth:`state_dict`).
+    """
+
+    evaluate: Optional[Callable[[nn.Module], float]] = None
+
+    @property
+    @abc.abstractmethod
+    def recovery(self) -> Any:
+        """The test that a retrained model has recovered (an object with ``satisfied(value, baseline)``)."""
+
+    @abc.abstractmethod
+    def better(self, value: float, other: float) -> bool:
+        """True when ``value`` is strictly better than ``other`` in the metric's direction."""
+
+    @abc.abstractmethod
+    def search(self, model: nn.Module, masks: Any, evaluate: Callable[[nn.Module], float], *,
+               baseline: Optional[float] = None, initial: Optional[Mapping[str, float]] = None,
+               max_degradation: Optional[float] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+               callback: Optional[Callable[..., None]] = None) -> Any:
+        """Search rates from the model's current weights and prune it through ``masks``."""
+
+    def require_evaluate(self) -> Callable[[nn.Module], float]:
+        """The evaluate callable, or a :class:`~compress.errors.CompressError` saying how to give one."""
+        if self.evaluate is None:
+            raise CompressError(
+                f"pruner {self.name!r} ({type(self).__name__}) needs an evaluate(model) -> float callable, which a "
+                f"schedule cannot provide: pass file_config(..., evaluate=fn)")
+        return self.evaluate

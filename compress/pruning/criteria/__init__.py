@@ -1,0 +1,14 @@
+"""Which weights: pure functions from tensors to boolean keep-masks.
+
+* :mod:`.magnitude`: level masks over one tensor or many (Distiller's level pruning, global budgets);
+* :mod:`.prune_regrow`: death, growth and redistribution of dynamic sparse training;
+* :mod:`.groups`: which weights share one pruning rate (SiPO's grouping strategies).
+"""
+from compress.pruning.criteria.groups import (
+    ParameterGroup,
+    group_masks,
+    group_parameters,
+)
+from compress.pruning.criteria.magnitude import global_level_masks, level_mask
+
+__all__ = ["level_mask", "global_level_masks", "ParameterGroup", "group_parameters", "group_masks"]

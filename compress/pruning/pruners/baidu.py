@@ -1,0 +1,43 @@
+"""Narang et al. (2017), "Exploring Sparsity in Recurrent Neural Networks": a monotone threshold ramp."""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from compress.context import HookContext
+from compress.errors import ArgumentError
+from compress.pruning.base import Pruner, WeightSpec, check_number
+from compress.pruning.ramps import baidu_threshold
+from compress.registry import register_pruner
+
+
+@register_pruner
+class BaiduRNNPruner(Pruner):
+    """Keep weights with ``|w| > eps(t)``, where ``eps`` ramps up linearly with a steeper second slope.
+
+    The ramp is :func:`compress.pruning.ramps.baidu_threshold`, per epoch as in Distiller (the paper ramps per
+    iteration). ``q`` is the 90th-percentile ``|w|`` of the trained dense model.
+
+    Args:
+        name: instance name.
+        q: the threshold scale (90th-percentile magnitude of a trained model).
+        ramp_epoch_offset: epochs after the policy's start at which the slope steepens.
+        ramp_slope_mult: how much steeper the second slope is.
+        weights: names or patterns of the weights to prune.
+    """
+
+    def __init__(self, name: str, q: float, ramp_epoch_offset: int, ramp_slope_mult: float, weights: WeightSpec):
+        super().__init__(name, weights)
+        self.q = check_number("q", q, minimum=0)
+        if isinstance(ramp_epoch_offset, bool) or not isinstance(ramp_epoch_offset, int) or ramp_epoch_offset < 0:
+            raise ArgumentError("ramp_epoch_offset", f"expected a non-negative integer, got {ramp_epoch_offset!r}")
+        self.ramp_epoch_offset = ramp_epoch_offset
+        self.ramp_slope_mult = check_number("ramp_slope_mult", ramp_slope_mult, minimum=0)
+
+    def threshold(self, step: HookContext) -> float:
+        return baidu_threshold(self.q, self.ramp_epoch_offset, self.ramp_slope_mult, step.epoch, step.timing)
+
+    def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
+        eps = self.threshold(step)
+        return {n: params[n].detach().abs() > eps for n in self.weights}

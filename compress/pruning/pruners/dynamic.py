@@ -1,0 +1,481 @@
+"""Dynamic sparse training: a fixed number of weights, rewired by prune-and-regrow (Selfish-RNN, SET, RigL).
+
+The network is sparse from the first step. Every epoch (or every ``k`` minibatches) a fraction of the active
+weights *dies* and as many inactive ones *grow*, so the density stays exactly where it started while the
+topology adapts. The death fraction anneals along a cosine, stepped per minibatch.
+
+Where the parts live:
+
+* how much, when: :func:`compress.pruning.ramps.cosine_decay` (the death rate), :func:`compress.pruning.criteria.prune_regrow.apportion`
+  and :func:`~compress.pruning.criteria.prune_regrow.erdos_renyi_densities` (per-layer counts);
+* which weights: the pure criteria of :mod:`compress.pruning.criteria.prune_regrow`;
+* mask mechanics: :class:`compress.sparsity.masks.MaskStore` (``set_mask`` zeroes the optimizer state of pruned and
+  regrown weights).
+
+:class:`~compress.scheduling.policies.DynamicSparsityPolicy` drives every :class:`~compress.pruning.base.RegrowingPruner`
+from the scheduler's hooks.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+
+from compress.context import HookContext
+from compress.errors import ArgumentError, CheckpointError
+from compress.pruning.base import (
+    RegrowingPruner,
+    TopologyUpdate,
+    WeightSpec,
+    check_number,
+    resolve_weights,
+)
+from compress.pruning.criteria import prune_regrow as pr
+from compress.pruning.ramps import cosine_decay
+from compress.registry import register_pruner
+from compress.sparsity.names import ParameterIndex
+
+log = logging.getLogger(__name__)
+
+DECAY_MODES = ("cosine", "constant")
+_SEED_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ArgumentError(key, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
+
+
+def _density_from(density: Any, sparsity: Any) -> float:
+    if density is not None and sparsity is not None:
+        raise ArgumentError("sparsity", "give density or sparsity, not both")
+    if density is None and sparsity is None:
+        raise ArgumentError("density", "missing: give density (fraction of weights kept) or sparsity")
+    key, value = ("density", density) if density is not None else ("sparsity", sparsity)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ArgumentError(key, f"expected a number, got {value!r}")
+    d = float(value) if key == "density" else 1.0 - float(value)
+    if not 0.0 < d <= 1.0:
+        bounds = "(0, 1]" if key == "density" else "[0, 1)"
+        raise ArgumentError(key, f"must be in {bounds}, got {value}")
+    return d
+
+
+def _mix_seed(*parts: int) -> int:
+    """One 63-bit seed from a few integers (seed, event, layer), well spread so nearby inputs differ."""
+    h = 0
+    for p, m in zip(parts, _SEED_MIX):
+        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * m) & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+@register_pruner
+class DynamicSparsityPruner(RegrowingPruner):
+    """Prune-and-regrow dynamic sparse training at a fixed density (Selfish-RNN, SET, RigL, SNFS family).
+
+    At the start of its first epoch the pruner draws a random sparse topology with exactly
+    ``round(density * N)`` active weights over its ``N`` weights. At every update it removes a fraction
+    (the death rate) of the active weights by the ``death`` criterion and grows as many inactive ones by the
+    ``growth`` criterion, distributed over layers by ``redistribution``. Regrown weights start at zero and their
+    optimizer state is reset; the density is exact after every update. Unlike the reference code:
+
+    * counts are exact (random growth picks exactly the planned number of positions instead of coin flips;
+      ``global_magnitude`` removes exactly ``ceil(p * active)`` weights instead of tuning a threshold to ±2%);
+    * ``ER`` caps layers at density 1 and redistributes the excess (the reference undershoots the density);
+    * ``SET`` removes the negative weights closest to zero, as in Mocanu et al. (the reference removes the most
+      negative ones; ``set_negatives: most_negative`` reproduces it);
+    * ``momentum`` growth and redistribution use the pruner's own momentum of the dense gradients,
+      ``m <- growth_momentum * m + grad`` every minibatch: the reference reads the optimizer's momentum buffer,
+      which does not exist with the momentum-free SGD of its recipes (it crashes), and the mask store zeroes
+      optimizer state at inactive positions after every step, so it would hold nothing to grow by anyway;
+    * the ON-LSTM masks are never all-zero and the optimizer is found by parameter, not by index (Selfish-RNN's
+      ON-LSTM script leaves every mask empty and calls a method that does not exist).
+
+    Args:
+        name: instance name.
+        density: fraction of the listed weights kept, in (0, 1]; or give ``sparsity`` = 1 - density.
+        sparsity: fraction pruned, in [0, 1).
+        weights: names or patterns of the weights; default every parameter with 2 or more dimensions whose name
+            does not contain ``bias`` (embedding and softmax included; a tied pair is one tensor).
+        sparse_init: ``uniform`` (every layer at ``density``) or ``ER`` (Erdős–Rényi: density proportional to
+            ``(rows + cols) / (rows * cols)``, scaled to the global density).
+        death: ``magnitude`` (smallest ``|w|`` per layer), ``SET`` (smallest positive and negative weights
+            closest to zero, half each), ``threshold`` (``|w| <= threshold``; the threshold doubles when fewer
+            than 98% of the planned weights died and halves above 102%, for the next event) or
+            ``global_magnitude`` (smallest ``|w|`` over all layers together).
+        growth: ``random`` (uniform over inactive positions), ``momentum`` (largest momentum of the dense
+            gradient, SNFS) or ``gradient`` (largest gradient of the last minibatch, RigL).
+        redistribution: how many weights each layer regrows: ``none`` (what it lost: per-layer counts stay at
+            their initial values), or in proportion to ``magnitude`` (mean ``|w|`` of active weights),
+            ``nonzeros`` (active weights above the threshold) or ``momentum`` (mean ``|momentum|``).
+        death_rate: initial fraction of active weights removed per update, in (0, 1).
+        death_rate_decay: ``cosine`` (to ``death_rate_floor`` at the end of ``decay_epochs``) or ``constant``.
+        death_rate_floor: the cosine's floor (Selfish-RNN: 0.005).
+        decay_epochs: epochs the cosine spans; default the policy's epochs (``ending_epoch - starting_epoch``).
+            The death rate is stepped once per minibatch.
+        update_frequency: ``epoch`` (prune and regrow at every active epoch's end) or a number ``k`` of
+            minibatches.
+        threshold: initial threshold of ``threshold`` death and of ``nonzeros`` redistribution.
+        set_negatives: ``closest_to_zero`` (the SET paper) or ``most_negative`` (the Selfish-RNN code).
+        growth_momentum: decay of the pruner's gradient momentum (``momentum`` growth/redistribution).
+        seed: seed of random initialisation and growth; default ``torch.initial_seed()``. Event ``n`` draws from
+            a generator seeded by ``(seed, n)``, so a resume repeats the same draws bit for bit.
+    """
+
+    def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
+                 weights: WeightSpec = None, sparse_init: str = "uniform", death: str = "magnitude",
+                 growth: str = "random", redistribution: str = "none", death_rate: float = 0.5,
+                 death_rate_decay: str = "cosine", death_rate_floor: float = 0.005,
+                 decay_epochs: Optional[int] = None, update_frequency: Union[str, int] = "epoch",
+                 threshold: float = 0.001, set_negatives: str = "closest_to_zero", growth_momentum: float = 0.9,
+                 seed: Optional[int] = None):
+        super().__init__(name, weights)
+        self.density = _density_from(density, sparsity)
+        self.sparse_init = _choice("sparse_init", sparse_init, pr.INIT_MODES)
+        self.death = _choice("death", death, pr.DEATH_MODES)
+        self.growth = _choice("growth", growth, pr.GROWTH_MODES)
+        self.redistribution = _choice("redistribution", redistribution, pr.REDISTRIBUTION_MODES)
+        self.death_rate = check_number("death_rate", death_rate, minimum=0.0)
+        if not 0.0 < self.death_rate < 1.0:
+            raise ArgumentError("death_rate", f"must be in (0, 1), got {death_rate}")
+        self.death_rate_decay = _choice("death_rate_decay", death_rate_decay, DECAY_MODES)
+        self.death_rate_floor = check_number("death_rate_floor", death_rate_floor, minimum=0.0)
+        if self.death_rate_floor > self.death_rate:
+            raise ArgumentError("death_rate_floor", f"must be <= death_rate ({self.death_rate}), "
+                                                    f"got {death_rate_floor}")
+        if decay_epochs is not None and (isinstance(decay_epochs, bool) or not isinstance(decay_epochs, int)
+                                         or decay_epochs < 1):
+            raise ArgumentError("decay_epochs", f"expected a positive integer, got {decay_epochs!r}")
+        self.decay_epochs = decay_epochs
+        if update_frequency != "epoch" and (isinstance(update_frequency, bool)
+                                            or not isinstance(update_frequency, int) or update_frequency < 1):
+            raise ArgumentError("update_frequency", f"expected 'epoch' or a positive number of minibatches, "
+                                                    f"got {update_frequency!r}")
+        self.update_frequency = update_frequency
+        self.initial_threshold = check_number("threshold", threshold, minimum=0.0)
+        self.set_negatives = _choice("set_negatives", set_negatives, pr.SET_NEGATIVES)
+        self.growth_momentum = check_number("growth_momentum", growth_momentum, minimum=0.0)
+        if self.growth_momentum >= 1.0:
+            raise ArgumentError("growth_momentum", f"must be in [0, 1), got {growth_momentum}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ArgumentError("seed", f"expected an integer, got {seed!r}")
+        self.seed = int(seed) if seed is not None else torch.initial_seed()
+        self._index: Optional[ParameterIndex] = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.initialised = False
+        self.targets: List[int] = []
+        self.threshold = self.initial_threshold
+        self.events = 0
+        self.steps = 0
+        self.decay_steps: Optional[int] = None
+        self.momentum: Dict[str, torch.Tensor] = {}
+        self._last_grads: Dict[str, torch.Tensor] = {}
+
+    @property
+    def uses_momentum(self) -> bool:
+        return self.growth == "momentum" or self.redistribution == "momentum"
+
+    # -- binding -----------------------------------------------------------------------------------------------
+    def bind(self, index: ParameterIndex) -> None:
+        """Resolve the weights: the listed ones, or every non-bias parameter of 2+ dimensions."""
+        if self.weight_patterns:
+            self.weights = resolve_weights(index, self.weight_patterns)
+        else:
+            self.weights = [n for n, p in index.params.items() if "bias" not in n and p.dim() >= 2]
+            if not self.weights:
+                raise ArgumentError("weights", "the model has no parameter of 2 or more dimensions to make sparse")
+        self._index = index
+
+    # -- schedule ----------------------------------------------------------------------------------------------
+    def current_death_rate(self) -> float:
+        """The death rate after :attr:`steps` minibatches (cosine over :attr:`decay_steps`, or constant)."""
+        if self.death_rate_decay == "constant":
+            return self.death_rate
+        if not self.decay_steps:
+            return self.death_rate
+        return cosine_decay(self.death_rate, self.steps, self.decay_steps, self.death_rate_floor)
+
+    def _decay_epochs(self, timing) -> int:
+        return self.decay_epochs if self.decay_epochs is not None else timing.ending - timing.first
+
+    def observe_step(self, params: Mapping[str, torch.Tensor], minibatches_per_epoch: Optional[int], timing,
+                     *, last_of_epoch: bool = False) -> bool:
+        """Account for one optimizer step; returns True when a minibatch-cadence update is due now.
+
+        Steps the death rate, updates the gradient momentum (``momentum`` modes) and keeps the gradient of the
+        epoch's last minibatch (``gradient`` growth at the epoch's end).
+        """
+        self.steps += 1
+        if self.decay_steps is None and minibatches_per_epoch:
+            self.decay_steps = self._decay_epochs(timing) * int(minibatches_per_epoch)
+        if self.uses_momentum:
+            self._accumulate_momentum(params)
+        if self.growth == "gradient" and self.update_frequency == "epoch" and last_of_epoch:
+            self._last_grads = {n: p.grad.detach().abs() for n, p in params.items() if p.grad is not None}
+        return self.update_frequency != "epoch" and self.steps % self.update_frequency == 0
+
+    def observe_epoch_end(self, steps_this_epoch: int, timing) -> None:
+        """Fix the cosine's length from the first epoch when the loop never said how many minibatches it has."""
+        if self.decay_steps is None and steps_this_epoch:
+            self.decay_steps = self._decay_epochs(timing) * steps_this_epoch
+
+    @torch.no_grad()
+    def _accumulate_momentum(self, params: Mapping[str, torch.Tensor]) -> None:
+        for name, p in params.items():
+            if p.grad is None:
+                continue
+            m = self.momentum.get(name)
+            if m is None:
+                self.momentum[name] = p.grad.detach().clone()
+            else:
+                m.mul_(self.growth_momentum).add_(p.grad)
+
+    # -- topology ----------------------------------------------------------------------------------------------
+    def _generator(self, device: torch.device, *stream: int) -> torch.Generator:
+        g = torch.Generator(device=device)
+        g.manual_seed(_mix_seed(self.seed, *stream))
+        return g
+
+    @torch.no_grad()
+    def initial_masks(self, params: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The initial topology: exactly ``round(density * N)`` active weights, split by ``sparse_init``."""
+        shapes = [tuple(params[n].shape) for n in self.weights]
+        self.targets = pr.initial_counts(shapes, self.density, self.sparse_init)
+        masks = {}
+        for i, (name, count) in enumerate(zip(self.weights, self.targets)):
+            p = params[name]
+            empty = torch.zeros(p.shape, dtype=torch.bool, device=p.device)
+            masks[name] = pr.random_growth(empty, count, self._generator(p.device, 0, i))
+        self.initialised = True
+        log.info("%s: initial %s topology at density %.4f: %s", self.name, self.sparse_init, self.density,
+                 ", ".join(f"{n} {c / params[n].numel():.3f}" for n, c in zip(self.weights, self.targets)))
+        return masks
+
+    def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
+        """The initial topology on the first call, then one prune-and-regrow event per call.
+
+        Used as a plain pruner (through :class:`~compress.scheduling.policies.PruningPolicy`), a weight pruned and regrown
+        in the same event keeps its value; :class:`DynamicSparsityPolicy` restarts it at zero.
+        """
+        if not self.initialised:
+            return self.initial_masks(params)
+        return self.prune_and_regrow(params, current, step).masks
+
+    @torch.no_grad()
+    def prune_and_regrow(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
+                         step: Optional[HookContext] = None) -> TopologyUpdate:
+        """One event: death by :attr:`death`, then growth by :attr:`growth` and :attr:`redistribution`.
+
+        Args:
+            params: the weights.
+            current: their masks now (``None`` is read as "all active").
+            step: the training position (logged only).
+        """
+        names = self.weights
+        weights = [params[n] for n in names]
+        masks = [current[n] if current.get(n) is not None else torch.ones_like(params[n], dtype=torch.bool)
+                 for n in names]
+        masks = [m.to(device=w.device, dtype=torch.bool) for m, w in zip(masks, weights)]
+        active = [pr.count(m) for m in masks]
+        rate = self.current_death_rate()
+        shares = None
+        if self.redistribution != "none":
+            shares = pr.redistribution_scores(self.redistribution, weights, masks,
+                                              [self._momentum_of(n, params[n]) for n in names]
+                                              if self.redistribution == "momentum" else None, self.threshold)
+        survivors = self._death(weights, masks, active, rate, shares)
+        kept = [pr.count(s) for s in survivors]
+        sizes = [w.numel() for w in weights]
+        if self.redistribution == "none":
+            grow = [max(0, t - k) for t, k in zip(self.targets, kept)]
+        else:
+            total = max(0, sum(self.targets) - sum(kept))
+            grow = pr.apportion(total, shares, [n - k for n, k in zip(sizes, kept)])
+        new = self._growth(names, weights, survivors, grow, params)
+        if self.death == "threshold":
+            self._adapt_threshold(sum(active) - sum(kept), rate * sum(active))
+        self.events += 1
+        removed = {n: a - k for n, a, k in zip(names, active, kept)}
+        update = TopologyUpdate(dict(zip(names, survivors)), dict(zip(names, new)), rate, removed,
+                                dict(zip(names, grow)))
+        log.info("%s: event %d%s, death rate %.4f: %d removed, %d grown", self.name, self.events,
+                 f" (epoch {step.epoch})" if step is not None else "", rate, sum(removed.values()), sum(grow))
+        return update
+
+    def _momentum_of(self, name: str, param: torch.Tensor) -> torch.Tensor:
+        m = self.momentum.get(name)
+        return m if m is not None else torch.zeros_like(param)
+
+    def _death(self, weights, masks, active, rate, shares) -> List[torch.Tensor]:
+        if self.death == "threshold":
+            return [pr.threshold_death(w, m, self.threshold) for w, m in zip(weights, masks)]
+        if self.death == "global_magnitude":
+            survivors, tau = pr.global_magnitude_death(weights, masks, pr.removal_count(rate, sum(active)))
+            if tau is not None:
+                self.threshold = tau
+            return survivors
+        out = []
+        norm = sum(shares) if shares else 0.0
+        for i, (w, m, a) in enumerate(zip(weights, masks, active)):
+            layer_rate = rate
+            if shares is not None and norm > 0:
+                layer_rate = pr.capped_death_rate(rate, 1.0 - a / w.numel(), shares[i] / norm, len(weights))
+            n_remove = pr.removal_count(layer_rate, a)
+            if self.death == "magnitude":
+                out.append(pr.magnitude_death(w, m, n_remove))
+            else:
+                out.append(pr.set_death(w, m, n_remove, self.set_negatives))
+        return out
+
+    def _growth(self, names, weights, survivors, grow, params) -> List[torch.Tensor]:
+        out = []
+        for i, (name, w, s, g) in enumerate(zip(names, weights, survivors, grow)):
+            if self.growth == "random":
+                out.append(pr.random_growth(s, g, self._generator(w.device, self.events + 1, i)))
+                continue
+            if self.growth == "momentum":
+                scores = self._momentum_of(name, w)
+            else:
+                scores = self._last_grads.get(name)
+                if scores is None:
+                    scores = params[name].grad
+                if scores is None:
+                    raise RuntimeError(f"{self.name}: gradient growth needs the gradient of {name!r} from the "
+                                       f"last minibatch, but it is None (is the loop zeroing gradients with "
+                                       f"set_to_none before the epoch ends?)")
+            out.append(pr.score_growth(s, g, scores))
+        self._last_grads = {}
+        return out
+
+    def _adapt_threshold(self, removed: int, expected: float) -> None:
+        if expected <= 0:
+            return
+        if removed < 0.98 * expected:
+            self.threshold *= 2.0
+        elif removed > 1.02 * expected:
+            self.threshold /= 2.0
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {"initialised": self.initialised, "targets": list(self.targets), "threshold": self.threshold,
+                "events": self.events, "steps": self.steps, "decay_steps": self.decay_steps, "seed": self.seed,
+                "weights": list(self.weights),
+                "momentum": {n: m.detach().clone() for n, m in self.momentum.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not state:
+            return
+        saved = list(state.get("weights", self.weights))
+        if self.weights and saved != list(self.weights):
+            raise CheckpointError(f"{self.name}: the saved state covers weights {saved}, this pruner {self.weights}")
+        self.initialised = bool(state.get("initialised", False))
+        self.targets = [int(t) for t in state.get("targets", [])]
+        self.threshold = float(state.get("threshold", self.initial_threshold))
+        self.events = int(state.get("events", 0))
+        self.steps = int(state.get("steps", 0))
+        self.decay_steps = state.get("decay_steps")
+        self.seed = int(state.get("seed", self.seed))
+        params = self._index.params if self._index is not None else {}
+        self.momentum = {n: m.to(params[n].device) if n in params else m.clone()
+                         for n, m in state.get("momentum", {}).items()}
+        self._last_grads = {}
+
+
+@register_pruner
+class SelfishRNNPruner(DynamicSparsityPruner):
+    """Selfish-RNN (Liu et al., ICML 2021): uniform init, magnitude death, random growth, no redistribution.
+
+    The death rate anneals along a cosine from ``death_rate`` to 0.005, stepped per minibatch, and the topology
+    is updated at every epoch's end. Train with sparse NT-ASGD (:class:`compress.optim.SparseNTASGD`) as the
+    paper does. Options as :class:`DynamicSparsityPruner`; the modes are fixed.
+
+    Args:
+        name: instance name.
+        density: fraction kept, in (0, 1] (or ``sparsity``).
+        sparsity: fraction pruned.
+        weights: default every non-bias weight.
+        sparse_init: ``uniform`` (the paper) or ``ER``.
+        death_rate: initial death rate (the paper's recipes: 0.8 stacked LSTM, 0.5 RHN and ON-LSTM).
+        death_rate_floor: the cosine's floor.
+        decay_epochs: epochs the cosine spans (default the policy's).
+        update_frequency: ``epoch`` or a number of minibatches.
+        seed: seed of the random topology.
+    """
+
+    def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
+                 weights: WeightSpec = None, sparse_init: str = "uniform", death_rate: float = 0.5,
+                 death_rate_floor: float = 0.005, decay_epochs: Optional[int] = None,
+                 update_frequency: Union[str, int] = "epoch", seed: Optional[int] = None):
+        super().__init__(name, density, sparsity, weights, sparse_init=sparse_init, death="magnitude",
+                         growth="random", redistribution="none", death_rate=death_rate, death_rate_decay="cosine",
+                         death_rate_floor=death_rate_floor, decay_epochs=decay_epochs,
+                         update_frequency=update_frequency, seed=seed)
+
+
+@register_pruner
+class SETPruner(DynamicSparsityPruner):
+    """Sparse Evolutionary Training (Mocanu et al., 2018): ER init, SET death, random growth, constant rate.
+
+    Every epoch the fraction ``death_rate`` (the paper's zeta, 0.3) of active weights dies, half among the
+    smallest positive weights and half among the negative weights closest to zero, and as many random
+    connections grow in the same layer.
+
+    Args:
+        name: instance name.
+        density: fraction kept, in (0, 1] (or ``sparsity``).
+        sparsity: fraction pruned.
+        weights: default every non-bias weight.
+        sparse_init: ``ER`` (the paper) or ``uniform``.
+        death_rate: the paper's zeta.
+        set_negatives: ``closest_to_zero`` (the paper) or ``most_negative`` (the Selfish-RNN code).
+        update_frequency: ``epoch`` or a number of minibatches.
+        seed: seed of the random topology.
+    """
+
+    def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
+                 weights: WeightSpec = None, sparse_init: str = "ER", death_rate: float = 0.3,
+                 set_negatives: str = "closest_to_zero", update_frequency: Union[str, int] = "epoch",
+                 seed: Optional[int] = None):
+        super().__init__(name, density, sparsity, weights, sparse_init=sparse_init, death="SET", growth="random",
+                         redistribution="none", death_rate=death_rate, death_rate_decay="constant",
+                         death_rate_floor=0.0, update_frequency=update_frequency, set_negatives=set_negatives,
+                         seed=seed)
+
+
+@register_pruner
+class RigLPruner(DynamicSparsityPruner):
+    """RigL (Evci et al., 2020): ER init, magnitude death, growth by the dense gradient, cosine-annealed rate.
+
+    Every ``update_frequency`` minibatches (the paper's Delta T = 100) the fraction ``death_rate`` (alpha, 0.3,
+    annealed along a cosine to 0) of each layer's active weights with the smallest magnitude dies, and as many
+    inactive weights with the largest gradient magnitude grow, at zero. RigL stops updating after 75% of
+    training: end the policy there (``ending_epoch``); the cosine spans the policy's epochs unless
+    ``decay_epochs`` says otherwise.
+
+    Args:
+        name: instance name.
+        density: fraction kept, in (0, 1] (or ``sparsity``).
+        sparsity: fraction pruned.
+        weights: default every non-bias weight.
+        sparse_init: ``ER`` (the paper's ERK) or ``uniform``.
+        death_rate: the paper's alpha.
+        death_rate_floor: the cosine's floor.
+        decay_epochs: epochs the cosine spans (default the policy's).
+        update_frequency: minibatches between updates, or ``epoch``.
+        seed: seed of the random initial topology.
+    """
+
+    def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
+                 weights: WeightSpec = None, sparse_init: str = "ER", death_rate: float = 0.3,
+                 death_rate_floor: float = 0.0, decay_epochs: Optional[int] = None,
+                 update_frequency: Union[str, int] = 100, seed: Optional[int] = None):
+        super().__init__(name, density, sparsity, weights, sparse_init=sparse_init, death="magnitude",
+                         growth="gradient", redistribution="none", death_rate=death_rate,
+                         death_rate_decay="cosine", death_rate_floor=death_rate_floor, decay_epochs=decay_epochs,
+                         update_frequency=update_frequency, seed=seed)

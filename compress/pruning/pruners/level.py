@@ -1,0 +1,40 @@
+"""Level pruning: keep the largest-magnitude weights so that each tensor reaches a given sparsity."""
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+import torch
+
+from compress.context import HookContext
+from compress.errors import ArgumentError
+from compress.pruning.base import Pruner, check_fraction, resolve_targets
+from compress.pruning.criteria.magnitude import level_mask
+from compress.registry import register_pruner
+from compress.sparsity.names import ParameterIndex
+
+
+@register_pruner
+class SparsityLevelParameterPruner(Pruner):
+    """Prune each weight to a fixed sparsity level by magnitude (Distiller's "level pruner").
+
+    ``int(level * numel)`` smallest-magnitude elements are pruned; ties at the threshold are pruned too, so
+    the sparsity may slightly overshoot on tied values. A level of 0 leaves the weight alone.
+
+    Args:
+        name: instance name.
+        levels: ``{weight name or pattern: sparsity, '*': default}``; ``'*'`` covers every parameter.
+    """
+
+    def __init__(self, name: str, levels: Mapping[str, float]):
+        super().__init__(name)
+        if not isinstance(levels, Mapping) or not levels:
+            raise ArgumentError("levels", f"expected a mapping of weight names to sparsity levels, got {levels!r}")
+        self.levels = {k: check_fraction(f"levels.{k}", v) for k, v in levels.items()}
+        self.targets: Dict[str, float] = {}
+
+    def bind(self, index: ParameterIndex) -> None:
+        self.targets = {n: s for n, s in resolve_targets(index, self.levels, "levels").items() if s > 0}
+        self.weights = list(self.targets)
+
+    def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
+        return {n: level_mask(params[n].detach(), self.targets[n]) for n in self.weights}

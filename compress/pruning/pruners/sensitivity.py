@@ -1,0 +1,55 @@
+"""Sensitivity pruning (Han et al., 2015): the threshold is a multiple of the weight's standard deviation."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+import torch
+
+from compress.context import HookContext
+from compress.errors import ArgumentError
+from compress.pruning.base import Pruner, check_number, resolve_targets
+from compress.registry import register_pruner
+from compress.sparsity.names import ParameterIndex
+
+
+@register_pruner
+class SensitivityPruner(Pruner):
+    """Keep weights with ``|w| > s * std(w)``, ``std`` taken once, at the weight's first pruning.
+
+    Fixing the threshold at the first pruning event is what makes the method prune more over time: as
+    training pulls weights toward zero, the same threshold traps more of them. The cached standard deviations
+    are part of :meth:`state_dict`, so a resumed run uses the same thresholds (Distiller recomputed them
+    from the already-pruned weights).
+
+    Args:
+        name: instance name.
+        sensitivities: ``{weight name or pattern: s, '*': default}``.
+    """
+
+    def __init__(self, name: str, sensitivities: Mapping[str, float]):
+        super().__init__(name)
+        if not isinstance(sensitivities, Mapping) or not sensitivities:
+            raise ArgumentError("sensitivities", f"expected a mapping of weight names to sensitivities, "
+                                                 f"got {sensitivities!r}")
+        self.sensitivities = {k: check_number(f"sensitivities.{k}", v, minimum=0) for k, v in sensitivities.items()}
+        self.targets: Dict[str, float] = {}
+        self.stds: Dict[str, float] = {}
+
+    def bind(self, index: ParameterIndex) -> None:
+        self.targets = resolve_targets(index, self.sensitivities, "sensitivities")
+        self.weights = list(self.targets)
+
+    def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
+        masks = {}
+        for n in self.weights:
+            w = params[n].detach()
+            if n not in self.stds:
+                self.stds[n] = float(w.float().std()) if w.numel() > 1 else 0.0
+            masks[n] = w.abs() > self.targets[n] * self.stds[n]
+        return masks
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"stds": dict(self.stds)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stds = dict(state.get("stds", {}))

@@ -1,0 +1,77 @@
+"""Splicing (Dynamic Network Surgery, Guo et al. 2016): masks that prune and can grow back."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+import torch
+
+from compress.context import HookContext
+from compress.errors import ArgumentError
+from compress.pruning.base import Pruner, check_number, resolve_targets
+from compress.registry import register_pruner
+from compress.sparsity.names import ParameterIndex
+
+
+@register_pruner
+class SplicingPruner(Pruner):
+    """Two thresholds around ``mean|w| + s * std|w|``: below the low one a weight is cut, above the high one it
+    is spliced back, in between it keeps its current state.
+
+    Mean and std of ``|w|`` are taken once, at the weight's first pruning, and kept in :meth:`state_dict`.
+    With ``sensitivity_multiplier > 0``, ``s`` grows by that factor per epoch since the policy's first epoch.
+    Use it with the policy args ``mask_on_forward_only: true`` and ``use_double_copies: true`` so pruned
+    weights keep learning and can return (Distiller's network-surgery schedules).
+
+    Args:
+        name: instance name.
+        sensitivities: ``{weight name or pattern: s, '*': default}``.
+        low_thresh_mult: factor giving the pruning threshold.
+        hi_thresh_mult: factor giving the splicing threshold (>= ``low_thresh_mult``).
+        sensitivity_multiplier: per-epoch growth of ``s`` (0: constant).
+    """
+
+    def __init__(self, name: str, sensitivities: Mapping[str, float], low_thresh_mult: float,
+                 hi_thresh_mult: float, sensitivity_multiplier: float = 0):
+        super().__init__(name)
+        if not isinstance(sensitivities, Mapping) or not sensitivities:
+            raise ArgumentError("sensitivities", f"expected a mapping of weight names to sensitivities, "
+                                                 f"got {sensitivities!r}")
+        self.sensitivities = {k: check_number(f"sensitivities.{k}", v) for k, v in sensitivities.items()}
+        self.low_thresh_mult = check_number("low_thresh_mult", low_thresh_mult, minimum=0)
+        self.hi_thresh_mult = check_number("hi_thresh_mult", hi_thresh_mult, minimum=0)
+        if self.hi_thresh_mult < self.low_thresh_mult:
+            raise ArgumentError("hi_thresh_mult", f"must be >= low_thresh_mult ({self.low_thresh_mult}), "
+                                                  f"got {self.hi_thresh_mult}")
+        self.sensitivity_multiplier = check_number("sensitivity_multiplier", sensitivity_multiplier, minimum=0)
+        self.targets: Dict[str, float] = {}
+        self.stats: Dict[str, tuple] = {}
+
+    def bind(self, index: ParameterIndex) -> None:
+        self.targets = resolve_targets(index, self.sensitivities, "sensitivities")
+        self.weights = list(self.targets)
+
+    def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
+        masks = {}
+        for n in self.weights:
+            magnitude = params[n].detach().abs()
+            if n not in self.stats:
+                m = magnitude.float()
+                self.stats[n] = (float(m.mean()), float(m.std()) if m.numel() > 1 else 0.0)
+            mean, std = self.stats[n]
+            s = self.targets[n]
+            if self.sensitivity_multiplier > 0:
+                s *= (step.epoch - step.timing.first) * self.sensitivity_multiplier + 1
+            low = (mean + std * s) * self.low_thresh_mult
+            high = (mean + std * s) * self.hi_thresh_mult
+            previous = current.get(n)
+            keep = torch.ones_like(magnitude, dtype=torch.bool) if previous is None else previous.clone()
+            keep[magnitude < low] = False
+            keep[magnitude >= high] = True
+            masks[n] = keep
+        return masks
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"stats": {n: list(v) for n, v in self.stats.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stats = {n: tuple(v) for n, v in state.get("stats", {}).items()}

@@ -1,0 +1,221 @@
+"""Stage-wise grouped pruning (SiPO): per-group magnitude rates found by search under a quality constraint,
+one-shot or alternating with retraining inside the user's training loop.
+
+Schedule (one-shot at epoch 0 when ``retrain_epochs: 0``; iterative otherwise)::
+
+    pruners:
+      sipo:
+        class: StageWisePruner
+        grouping: stage_wise        # all_in_one | layer_wise | stage_wise | custom (with groups: {name: [patterns]})
+        search: greedy              # or ncs (SiPO's negatively correlated search)
+        mode: min                   # evaluate returns perplexity (lower is better); 'max' for accuracy
+        max_degradation: 0.05       # a candidate may be 5% worse than the unpruned model...
+        relative: true              # ...as a fraction of its value
+        retrain_epochs: 8           # retrain at most 8 epochs per iteration
+        recovery_tolerance: 0.0     # after retraining, the metric must be back to the unpruned value
+    policies:
+      - pruner: {instance_name: sipo}
+        starting_epoch: 0
+        ending_epoch: 100
+
+**The evaluate callable** cannot come from YAML. Set it in code after building the scheduler; it is called as
+``evaluate(model) -> float`` on the data the constraint is about (the validation split)::
+
+    scheduler = compress.file_config(model, optimizer, "sipo.yaml")
+    scheduler.components["pruners"]["sipo"].evaluate = lambda m: math.exp(evaluate_loss(m, val_data))
+
+A training loop that serves any schedule can set it on every component that has an ``evaluate`` attribute.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from compress.context import HookContext
+from compress.errors import ArgumentError, CompressError
+from compress.pruning.base import SearchingPruner, check_fraction
+from compress.pruning.criteria.groups import (
+    STRATEGIES,
+    ParameterGroup,
+    group_masks,
+    group_parameters,
+)
+from compress.pruning.rate_search.search import (
+    SEARCHES,
+    Constraint,
+    GreedyRateSearch,
+    NCSRateSearch,
+    SearchResult,
+    search_group_rates,
+)
+from compress.registry import register_pruner
+from compress.sparsity.masks import MaskStore
+from compress.sparsity.names import ParameterIndex
+
+log = logging.getLogger(__name__)
+
+_GREEDY_OPTIONS = ("step", "min_step")
+_NCS_OPTIONS = ("population", "generations", "sigma", "seed")
+
+
+def _check_int(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ArgumentError(key, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentError(key, f"expected true or false, got {value!r}")
+    return value
+
+
+@register_pruner
+class StageWisePruner(SearchingPruner):
+    """Prune groups of weights by magnitude, each at its own rate, with the rates found by search (SiPO).
+
+    See :mod:`compress.pruning.criteria.groups` for the strategies and :mod:`compress.pruning.rate_search` for the searches and the
+    fitness. The policy is :class:`IterativePruningPolicy`. Set :attr:`evaluate` in code before the first
+    active epoch.
+
+    Args:
+        name: instance name.
+        max_degradation: how much worse than the unpruned model a searched candidate may be (``c`` > 0).
+        mode: ``'min'`` if ``evaluate`` returns lower-is-better values (perplexity, loss), ``'max'`` for accuracy.
+        relative: ``max_degradation`` and ``recovery_tolerance`` are fractions of the unpruned value.
+        grouping: ``all_in_one``, ``layer_wise``, ``stage_wise`` (default) or ``custom``.
+        weights: names or patterns of the weights to prune (default: every parameter, biases included, as SiPO).
+        groups: ``{group name: [patterns]}`` for ``custom`` grouping.
+        search: ``greedy`` (default) or ``ncs``.
+        lower: lowest rate of every group (SiPO: 0.1).
+        upper: highest rate of every group.
+        max_evaluations: evaluation budget of each search.
+        step: greedy: initial share of a group's remaining weights pruned by one move.
+        min_step: greedy: the search ends below this step.
+        population: NCS: individuals (default 6).
+        generations: NCS: generations (default 100).
+        sigma: NCS: initial step size (default 0.05).
+        seed: NCS: random seed.
+        retrain_epochs: epochs of retraining per iteration; 0 = one-shot pruning without retraining.
+        recovery_tolerance: the degradation (same units as ``max_degradation``) that still counts as recovered
+            after retraining; 0 demands the unpruned value (SiPO).
+        stop_at_recovery: start the next search at the first recovered epoch (else retrain all epochs).
+        min_improvement: the smallest sparsity gain of a search that keeps the iterations going.
+        target_sparsity: stop once the recovered model is at least this sparse.
+        max_iterations: most search/retrain iterations.
+        retries: after a failed recovery, retry this many times (counted per iteration), each time from the last
+            recovered model with half the previous headroom above it (see :class:`IterativePruningPolicy`).
+        evaluate: the ``evaluate(model) -> float`` callable (Python only; set the attribute otherwise).
+    """
+
+    def __init__(self, name: str, max_degradation: float, mode: str = "min", relative: bool = False,
+                 grouping: str = "stage_wise", weights: Union[None, str, Sequence[str]] = None,
+                 groups: Optional[Mapping[str, Any]] = None, search: str = "greedy", lower: float = 0.0,
+                 upper: float = 0.999, max_evaluations: Optional[int] = None, step: Optional[float] = None,
+                 min_step: Optional[float] = None, population: Optional[int] = None,
+                 generations: Optional[int] = None, sigma: Optional[float] = None, seed: Optional[int] = None,
+                 retrain_epochs: int = 8, recovery_tolerance: float = 0.0, stop_at_recovery: bool = True,
+                 min_improvement: float = 1e-3, target_sparsity: Optional[float] = None, max_iterations: int = 100,
+                 retries: int = 0, evaluate: Optional[Callable[[nn.Module], float]] = None):
+        super().__init__(name)
+        self.constraint = Constraint(max_degradation, mode, relative)
+        if isinstance(recovery_tolerance, bool) or not isinstance(recovery_tolerance, (int, float)) \
+                or not math.isfinite(recovery_tolerance) or recovery_tolerance < 0:
+            raise ArgumentError("recovery_tolerance", f"expected a number >= 0, got {recovery_tolerance!r}")
+        self.recovery_tolerance = float(recovery_tolerance)
+        if grouping not in STRATEGIES and grouping not in ("simple", "time"):
+            raise ArgumentError("grouping", f"unknown grouping {grouping!r} (expected one of {', '.join(STRATEGIES)})")
+        self.grouping = grouping
+        self.weight_patterns = None if weights is None else ([weights] if isinstance(weights, str) else list(weights))
+        self.group_spec = groups
+        if search not in SEARCHES:
+            raise ArgumentError("search", f"unknown search {search!r} (expected one of {', '.join(SEARCHES)})")
+        given = {k: v for k, v in dict(step=step, min_step=min_step, population=population,
+                                       generations=generations, sigma=sigma, seed=seed).items() if v is not None}
+        other = _NCS_OPTIONS if search == "greedy" else _GREEDY_OPTIONS
+        for key in other:
+            if key in given:
+                raise ArgumentError(key, f"applies to search: {'ncs' if search == 'greedy' else 'greedy'}, "
+                                         f"not to search: {search}")
+        self.search_name = search
+        self.search_options = given
+        self.make_search()  # validates the options now, where the schedule's line is known
+        self.lower = check_fraction("lower", lower, allow_one=True)
+        self.upper = check_fraction("upper", upper, allow_one=True)
+        if self.lower > self.upper:
+            raise ArgumentError("lower", f"must be <= upper ({self.upper}), got {self.lower}")
+        self.max_evaluations = None if max_evaluations is None else _check_int("max_evaluations", max_evaluations, 1)
+        self.retrain_epochs = _check_int("retrain_epochs", retrain_epochs, 0)
+        self.stop_at_recovery = _check_bool("stop_at_recovery", stop_at_recovery)
+        self.min_improvement = check_fraction("min_improvement", min_improvement)
+        self.target_sparsity = None if target_sparsity is None else check_fraction("target_sparsity",
+                                                                                   target_sparsity)
+        self.max_iterations = _check_int("max_iterations", max_iterations, 1)
+        self.retries = _check_int("retries", retries, 0)
+        if evaluate is not None and not callable(evaluate):
+            raise ArgumentError("evaluate", "must be a callable evaluate(model) -> float; it cannot come from YAML: "
+                                            "set the pruner's .evaluate attribute in code")
+        self.evaluate = evaluate
+        self.groups: List[ParameterGroup] = []
+        self.rates: Optional[Dict[str, float]] = None
+
+    @property
+    def recovery(self) -> Constraint:
+        """The recovery test: degradation from the unpruned value at most ``recovery_tolerance``."""
+        tolerance = max(self.recovery_tolerance, 1e-300)  # Constraint needs c > 0; 0 means "no worse"
+        return Constraint(tolerance, self.constraint.mode, self.constraint.relative)
+
+    def better(self, value: float, other: float) -> bool:
+        """True when ``value`` is strictly better than ``other`` in the metric's direction."""
+        return value < other if self.constraint.mode == "min" else value > other
+
+    def make_search(self) -> Union[GreedyRateSearch, NCSRateSearch]:
+        """A fresh search strategy with this pruner's options."""
+        return SEARCHES[self.search_name](**self.search_options)
+
+    def bind(self, index: ParameterIndex) -> None:
+        self.groups = group_parameters(index, self.grouping, self.weight_patterns, self.group_spec)
+        self.weights = [n for g in self.groups for n in g.params]
+
+    def require_evaluate(self) -> Callable[[nn.Module], float]:
+        """The evaluate callable; a clear error if the user has not set it."""
+        if self.evaluate is None:
+            raise CompressError(
+                f"pruner {self.name!r} ({type(self).__name__}) needs an evaluate(model) -> float callable, which a "
+                f"schedule cannot provide: set scheduler.components['pruners'][{self.name!r}].evaluate = fn in code")
+        return self.evaluate
+
+    def search(self, model: nn.Module, masks: MaskStore, evaluate: Callable[[nn.Module], float], *,
+               baseline: Optional[float] = None, initial: Optional[Mapping[str, float]] = None,
+               max_degradation: Optional[float] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+               callback=None) -> SearchResult:
+        """Search rates from the model's current weights and prune it through ``masks`` (see
+        :func:`compress.pruning.rate_search.search_group_rates`); ``max_degradation`` overrides the pruner's for this
+        search."""
+        constraint = Constraint(self.constraint.max_degradation if max_degradation is None else max_degradation,
+                                self.constraint.mode, self.constraint.relative)
+        if initial is not None:
+            initial = {g: min(max(v, self.lower), self.upper) for g, v in initial.items()}
+        result = search_group_rates(model, self.groups, evaluate, constraint, self.make_search(), masks=masks,
+                                    optimizer=optimizer, lower=self.lower, upper=self.upper, initial=initial,
+                                    baseline=baseline, max_evaluations=self.max_evaluations, callback=callback)
+        if result.best is not None:
+            self.rates = result.rates
+        return result
+
+    def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
+        """Masks at the rates of the last search (pruned weights stay pruned); none before the first search."""
+        if self.rates is None:
+            return {}
+        return group_masks(self.groups, params, self.rates, current)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"rates": dict(self.rates) if self.rates is not None else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        rates = state.get("rates")
+        self.rates = dict(rates) if rates is not None else None

@@ -1,0 +1,62 @@
+"""Policies: *when* an algorithm acts, and at which hook.
+
+A policy wraps one algorithm (a pruner, a regularizer, an LR scheduler, a quantizer) and reacts to the
+:class:`~compress.scheduling.CompressionScheduler`'s hooks in the epochs of its :class:`~compress.context.Timing`.
+It holds no algorithm of its own, and every bit of state it keeps is in :meth:`state_dict`.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from compress.context import HookContext, Timing
+
+PolicyLoss = namedtuple("PolicyLoss", ["overall_loss", "loss_components"])
+LossComponent = namedtuple("LossComponent", ["name", "value"])
+
+
+class ScheduledTrainingPolicy:
+    """Base class of policies; every hook is a no-op unless overridden.
+
+    The scheduler calls a policy's hooks only in epochs where its timing is active, except
+    :meth:`on_epoch_end`, which is also called only then. ``timing`` is set when the policy is added.
+    """
+
+    timing: Timing
+
+    @property
+    def algorithm(self) -> str:
+        """Class name of what the policy runs; saved with the state so a resume can check it is the same."""
+        for attr in ("pruner", "regularizer", "lr_scheduler", "quantizer"):
+            if hasattr(self, attr):
+                return type(getattr(self, attr)).__name__
+        return type(self).__name__
+
+    def on_epoch_begin(self, ctx: HookContext, **kwargs: Any) -> None:
+        """Start of an active epoch."""
+
+    def on_minibatch_begin(self, ctx: HookContext) -> None:
+        """Before the forward pass of a minibatch in an active epoch."""
+
+    def before_backward_pass(self, ctx: HookContext, loss: torch.Tensor) -> Optional[PolicyLoss]:
+        """May return a :class:`PolicyLoss` whose ``overall_loss`` replaces ``loss`` (never change it in place)."""
+        return None
+
+    def before_parameter_optimization(self, ctx: HookContext) -> None:
+        """After ``backward()``, before ``optimizer.step()``."""
+
+    def on_minibatch_end(self, ctx: HookContext) -> None:
+        """After ``optimizer.step()``."""
+
+    def on_epoch_end(self, ctx: HookContext, **kwargs: Any) -> None:
+        """End of an active epoch (``kwargs`` as passed by the loop, e.g. ``metrics=``)."""
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+

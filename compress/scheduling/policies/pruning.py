@@ -1,0 +1,122 @@
+"""The pruning policy: run a pruner in its epochs and hand its masks to the mask store."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+from compress.context import HookContext
+from compress.errors import ArgumentError
+from compress.pruning.base import Pruner
+from compress.scheduling.policies.base import ScheduledTrainingPolicy
+from compress.sparsity.masks import MaskStore
+
+PRUNING_POLICY_ARGS = ("levels", "keep_mask", "mini_batch_pruning_frequency", "mask_on_forward_only",
+                       "mask_gradients", "use_double_copies", "discard_masks_at_minibatch_end",
+                       "skip_first_minibatch", "fold_batchnorm")
+
+
+class PruningPolicy(ScheduledTrainingPolicy):
+    """Run a pruner in its policy's epochs and hand its masks to the mask store.
+
+    Masks are computed at the start of each active epoch (and, where asked, every k minibatches or every
+    minibatch), applied at once, applied before each forward pass of an active epoch if a weight has changed
+    since, and re-applied after every optimizer step in every epoch by the scheduler.
+
+    Unlike Distiller, the masking modes below are scoped to *this* pruner's weights, not set for the whole
+    model by whichever policy happens to start first; and ``skip_first_minibatch`` defers pruning to
+    minibatch 1 of every active epoch (Distiller did it in epoch 0 only).
+
+    Args:
+        pruner: the pruner.
+        args: Distiller's policy ``args``: ``levels`` (overrides a level pruner's levels), ``keep_mask``
+            (make forward-only masks permanent after the last epoch), ``mini_batch_pruning_frequency``,
+            ``mask_on_forward_only``, ``mask_gradients``, ``use_double_copies``,
+            ``discard_masks_at_minibatch_end``, ``skip_first_minibatch``, ``fold_batchnorm`` (Conv2d only:
+            must be false here).
+    """
+
+    def __init__(self, pruner: Pruner, args: Optional[Mapping[str, Any]] = None):
+        args = dict(args or {})
+        unknown = sorted(set(args) - set(PRUNING_POLICY_ARGS))
+        if unknown:
+            raise ArgumentError(unknown[0], f"unknown pruning policy argument (accepted: {', '.join(PRUNING_POLICY_ARGS)})")
+        for key in PRUNING_POLICY_ARGS:
+            if key not in ("levels", "mini_batch_pruning_frequency") and not isinstance(args.get(key, False), bool):
+                raise ArgumentError(key, f"expected true or false, got {args[key]!r}")
+        if args.get("fold_batchnorm"):
+            raise ArgumentError("fold_batchnorm", "folds BatchNorm into Conv2d; recurrent models have none to fold")
+        freq = args.get("mini_batch_pruning_frequency", 0)
+        if isinstance(freq, bool) or not isinstance(freq, int) or freq < 0:
+            raise ArgumentError("mini_batch_pruning_frequency", f"expected a non-negative integer, got {freq!r}")
+        if args.get("levels") is not None and not hasattr(pruner, "levels"):
+            raise ArgumentError("levels", f"only level pruners take levels; {type(pruner).__name__} does not")
+        self.pruner = pruner
+        self.levels = args.get("levels")
+        self.keep_mask = args.get("keep_mask", False)
+        self.mini_batch_pruning_frequency = freq
+        self.mask_on_forward_only = args.get("mask_on_forward_only", False)
+        self.mask_gradients = args.get("mask_gradients", False)
+        self.use_double_copies = args.get("use_double_copies", False)
+        self.discard_masks_at_minibatch_end = args.get("discard_masks_at_minibatch_end", False)
+        self.skip_first_minibatch = args.get("skip_first_minibatch", False)
+
+    def bind(self, masks: MaskStore) -> None:
+        """Resolve the pruner's weights against the model and set their masking modes."""
+        if self.levels is not None:
+            self.pruner.levels = dict(self.levels)
+        self.pruner.bind(masks.index)
+        for name in self.pruner.weights:
+            masks.configure(name, forward_only=self.mask_on_forward_only, double_copies=self.use_double_copies,
+                            mask_gradients=self.mask_gradients)
+
+    def _prune(self, ctx: HookContext) -> None:
+        store = ctx.masks
+        step = ctx.with_timing(self.timing)
+        params = {n: store.parameter(n) for n in self.pruner.weights}
+        current = {n: store.get(n) for n in self.pruner.weights}
+        for name, mask in self.pruner.compute_masks(params, current, step).items():
+            store.set_mask(name, mask, ctx.optimizer)
+
+    def on_epoch_begin(self, ctx: HookContext, **kwargs: Any) -> None:
+        if not self.skip_first_minibatch:
+            self._prune(ctx)
+
+    def on_minibatch_begin(self, ctx: HookContext) -> None:
+        mb = ctx.minibatch_id
+        if mb > 0 and (self.pruner.prunes_every_minibatch or (self.mini_batch_pruning_frequency
+                                                               and mb % self.mini_batch_pruning_frequency == 0)):
+            self._prune(ctx)
+        elif self.skip_first_minibatch and mb == 1:
+            self._prune(ctx)
+        ctx.masks.apply(self.pruner.weights)
+
+    def before_parameter_optimization(self, ctx: HookContext) -> None:
+        if self.use_double_copies:
+            ctx.masks.restore_unmasked()
+
+    def on_minibatch_end(self, ctx: HookContext) -> None:
+        if self.discard_masks_at_minibatch_end:
+            for name in self.pruner.weights:
+                ctx.masks.remove_mask(name)
+
+    def on_epoch_end(self, ctx: HookContext, **kwargs: Any) -> None:
+        if self.keep_mask and ctx.epoch == self.timing.last:
+            for name in self.pruner.weights:
+                ctx.masks.configure(name, mask_gradients=self.mask_gradients)
+                mask = ctx.masks.get(name)
+                if mask is not None:
+                    ctx.masks.set_mask(name, mask, ctx.optimizer)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"pruner": self.pruner.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.pruner.load_state_dict(state.get("pruner", {}))
+
+
+def policy_pruners(policies: List[ScheduledTrainingPolicy]) -> List[Pruner]:
+    """The pruners behind a list of policies, in order, each once."""
+    out: List[Pruner] = []
+    for p in policies:
+        if isinstance(p, PruningPolicy) and p.pruner not in out:
+            out.append(p.pruner)
+    return out

@@ -1,0 +1,219 @@
+"""The compression scheduler: routes a training loop's hooks to the policies active in each epoch.
+
+It knows no algorithm. Its only fixed duty is the sparsity invariant: after every optimizer step, in every
+epoch, pruned weights (and their optimizer state) are set back to exactly zero.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from compress.context import Timing
+from compress.errors import CheckpointError
+from compress.pruning.base import Pruner
+from compress.scheduling.policies import policy_for
+from compress.scheduling.policies.base import (
+    HookContext,
+    PolicyLoss,
+    ScheduledTrainingPolicy,
+)
+from compress.sparsity.masks import MaskStore
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "compress.scheduler"
+
+
+class CompressionScheduler:
+    """Calls policies from the training loop, with Distiller's hook names and signatures.
+
+    A loop written for Distiller works unchanged::
+
+        for epoch in range(epochs):
+            scheduler.on_epoch_begin(epoch)
+            for i, (x, y) in enumerate(batches):
+                scheduler.on_minibatch_begin(epoch, i, n, optimizer)
+                loss = criterion(model(x), y)
+                loss = scheduler.before_backward_pass(epoch, i, n, loss, optimizer)
+                optimizer.zero_grad(); loss.backward()
+                scheduler.before_parameter_optimization(epoch, i, n, optimizer)
+                optimizer.step()
+                scheduler.on_minibatch_end(epoch, i, n, optimizer)
+            scheduler.on_epoch_end(epoch, optimizer, metrics={'min': val_loss})
+
+    Args:
+        model: the model being compressed.
+        optimizer: optional; any hook's ``optimizer`` argument also sets it. When known, optimizer state at
+            pruned positions is zeroed.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None):
+        self.model = model
+        self.masks = MaskStore(model, optimizer)
+        self.policies: List[Tuple[str, str, ScheduledTrainingPolicy]] = []
+        #: the schedule's instances by section and name (``{'pruners': {'l0_rnn_pruner': ...}}``)
+        self.components: Dict[str, Dict[str, Any]] = {}
+        self.epoch: Optional[int] = None
+        self.minibatch_id: Optional[int] = None
+
+    @property
+    def optimizer(self) -> Optional[torch.optim.Optimizer]:
+        return self.masks.optimizer
+
+    def add_policy(self, policy: Union[ScheduledTrainingPolicy, Pruner], epochs: Optional[Sequence[int]] = None,
+                   starting_epoch: Optional[int] = None, ending_epoch: Optional[int] = None,
+                   frequency: int = 1, *, kind: str = "policy", name: Optional[str] = None) -> None:
+        """Schedule ``policy`` for an explicit epoch list, or for ``range(starting_epoch, ending_epoch, frequency)``.
+
+        Args:
+            policy: the policy, or a pruner (it gets the policy its lifecycle asks for,
+                :func:`~compress.scheduling.policies.policy_for`); a policy's ``bind(masks)`` is called now
+                (pruners resolve weight names here).
+            epochs: explicit epochs.
+            starting_epoch: first epoch of the range.
+            ending_epoch: end of the range, exclusive.
+            frequency: step of the range.
+            kind: the schedule section the policy came from (``pruner``, ``lr_scheduler``, ...), kept in the state.
+            name: the instance name, kept in the state so a resume can check it matches.
+        """
+        if isinstance(policy, Pruner):
+            kind, name = "pruner", name or policy.name
+            policy = policy_for(policy)
+        if epochs is not None:
+            timing = Timing(epochs=tuple(epochs))
+        else:
+            timing = Timing(starting_epoch=starting_epoch, ending_epoch=ending_epoch, frequency=frequency)
+        policy.timing = timing
+        if hasattr(policy, "bind"):
+            policy.bind(self.masks)
+        self.policies.append((kind, name or type(policy).__name__, policy))
+
+    def _remember(self, optimizer):
+        if optimizer is not None:
+            self.masks.optimizer = optimizer
+
+    def _active(self, epoch: int):
+        return [p for _, _, p in self.policies if p.timing.is_active(epoch)]
+
+    def _ctx(self, epoch, minibatch_id=0, minibatches_per_epoch=None):
+        return HookContext(epoch, minibatch_id, minibatches_per_epoch, self.masks.optimizer, self.masks)
+
+    # -- hooks ----------------------------------------------------------------------------------------------
+    def on_epoch_begin(self, epoch: int, optimizer: Optional[torch.optim.Optimizer] = None, **kwargs: Any) -> None:
+        """Start of an epoch: pruners scheduled now compute and apply their masks."""
+        self._remember(optimizer)
+        self.epoch, self.minibatch_id = epoch, None
+        ctx = self._ctx(epoch)
+        for policy in self._active(epoch):
+            policy.on_epoch_begin(ctx, **kwargs)
+
+    def on_minibatch_begin(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                           optimizer: Optional[torch.optim.Optimizer] = None) -> None:
+        """Before the forward pass."""
+        self._remember(optimizer)
+        self.epoch, self.minibatch_id = epoch, minibatch_id
+        ctx = self._ctx(epoch, minibatch_id, minibatches_per_epoch)
+        for policy in self._active(epoch):
+            policy.on_minibatch_begin(ctx)
+
+    def before_backward_pass(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                             loss: torch.Tensor, optimizer: Optional[torch.optim.Optimizer] = None,
+                             return_loss_components: bool = False) -> Union[torch.Tensor, PolicyLoss]:
+        """Let policies add loss terms (regularizers); returns the loss, or a ``PolicyLoss`` if asked."""
+        self._remember(optimizer)
+        ctx = self._ctx(epoch, minibatch_id, minibatches_per_epoch)
+        overall, components = loss, []
+        for policy in self._active(epoch):
+            out = policy.before_backward_pass(ctx, overall)
+            if out is None:
+                continue
+            if not isinstance(out, PolicyLoss):
+                raise TypeError(f"{type(policy).__name__}.before_backward_pass must return None or a PolicyLoss, "
+                                f"got {type(out).__name__}")
+            overall = out.overall_loss
+            components.extend(out.loss_components)
+        return PolicyLoss(overall, components) if return_loss_components else overall
+
+    def before_parameter_optimization(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                                      optimizer: torch.optim.Optimizer) -> None:
+        """After ``backward()``, before ``optimizer.step()``."""
+        self._remember(optimizer)
+        ctx = self._ctx(epoch, minibatch_id, minibatches_per_epoch)
+        for policy in self._active(epoch):
+            policy.before_parameter_optimization(ctx)
+
+    def on_minibatch_end(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
+                         optimizer: Optional[torch.optim.Optimizer] = None) -> None:
+        """After ``optimizer.step()``: re-mask every masked weight (every epoch), then the active policies."""
+        self._remember(optimizer)
+        self.masks.after_step()
+        ctx = self._ctx(epoch, minibatch_id, minibatches_per_epoch)
+        for policy in self._active(epoch):
+            policy.on_minibatch_end(ctx)
+
+    def on_epoch_end(self, epoch: int, optimizer: Optional[torch.optim.Optimizer] = None, **kwargs: Any) -> None:
+        """End of an epoch (pass ``metrics={'min': val_loss}`` for ``ReduceLROnPlateau``)."""
+        self._remember(optimizer)
+        ctx = self._ctx(epoch)
+        for policy in self._active(epoch):
+            policy.on_epoch_end(ctx, **kwargs)
+        self.epoch, self.minibatch_id = epoch + 1, None
+
+    def mask_all_weights(self, is_forward: bool = True) -> None:
+        """Apply every mask now (Distiller's name); with ``is_forward=False`` forward-only masks are skipped."""
+        if is_forward:
+            self.masks.apply()
+        else:
+            self.masks.after_step()
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Masks, every policy's (and its algorithm's) state, and the epoch/minibatch position."""
+        return {
+            "format": STATE_FORMAT,
+            "version": 1,
+            "masks": self.masks.state_dict(),
+            "policies": [{"kind": k, "name": n, "class": p.algorithm, "state": p.state_dict()}
+                         for k, n, p in self.policies],
+            "position": {"epoch": self.epoch, "minibatch_id": self.minibatch_id},
+        }
+
+    def check_state(self, state: Mapping[str, Any]) -> None:
+        """Raise :class:`CheckpointError` unless :meth:`load_state_dict` would accept ``state``; changes nothing."""
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"scheduler state must be a mapping, got {type(state).__name__}")
+        if "masks_dict" in state and "format" not in state:
+            return
+        if state.get("format") != STATE_FORMAT:
+            raise CheckpointError("not a compress scheduler state (no 'format': 'compress.scheduler')")
+        mine = [(k, n, p.algorithm) for k, n, p in self.policies]
+        theirs = [(p.get("kind"), p.get("name"), p.get("class")) for p in state.get("policies", [])]
+        if mine != theirs:
+            raise CheckpointError(f"the saved scheduler has policies {theirs}, this one has {mine}: "
+                                  f"resume with the schedule the checkpoint was made with")
+        self.masks.parse_masks(state.get("masks", {}))
+
+    def load_state_dict(self, state: Mapping[str, Any], normalize_dataparallel_keys: bool = False) -> None:
+        """Restore :meth:`state_dict`; Distiller's ``{'masks_dict': {...}}`` is accepted too (masks only).
+
+        The policies must be those of the schedule that saved the state (same kinds and instance names, in order).
+
+        Raises:
+            CheckpointError: the state is foreign, or its policies or masks do not fit this scheduler and model.
+        """
+        self.check_state(state)
+        if "masks_dict" in state and "format" not in state:
+            masks = dict(state["masks_dict"])
+            if normalize_dataparallel_keys:
+                masks = {k[len("module."):] if k.startswith("module.") else k: v for k, v in masks.items()}
+            self.masks.load_state_dict({"masks_dict": masks})
+            return
+        saved = state["policies"]
+        self.masks.load_state_dict(state["masks"])
+        for (_, _, policy), entry in zip(self.policies, saved):
+            policy.load_state_dict(entry.get("state", {}))
+        position = state.get("position", {})
+        self.epoch, self.minibatch_id = position.get("epoch"), position.get("minibatch_id")

@@ -1,0 +1,11 @@
+"""Mask mechanics: finding a model's weights by name and keeping their boolean masks.
+
+* :class:`ParameterIndex` (:mod:`.names`): canonical names, aliases (tied, re-parametrised, ``module.``) and
+  patterns;
+* :class:`MaskStore` (:mod:`.masks`): the one place where masks are stored and applied to weights, gradients and
+  optimizer state.
+"""
+from compress.sparsity.masks import MaskStore
+from compress.sparsity.names import ParameterIndex
+
+__all__ = ["MaskStore", "ParameterIndex"]
