@@ -1,5 +1,7 @@
 from setuptools import find_packages, setup
 
+# The reference models live in models/ at the top of the repository (the project's layout) but install as
+# ``compress_models``, a name that cannot clash with a user's own ``models`` package.
 setup(
     name="compress",
     version="0.1.0",
@@ -7,10 +9,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["compress", "compress.*", "models", "models.*"]),
+    packages=find_packages(include=["compress", "compress.*"]) + ["compress_models"],
+    package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "ruff"],
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
     },
     entry_points={"console_scripts": ["compress=compress.cli:main"]},

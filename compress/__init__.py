@@ -21,7 +21,7 @@ Example:
 import importlib as _importlib
 import warnings as _warnings
 
-import compress.optim  # noqa: F401,E402  (registers NTASGDSwitch)
+import compress.optim  # noqa: F401  (registers NTASGDSwitch)
 from compress.errors import ArgumentError, CheckpointError, CompressError, ScheduleError
 from compress.io.checkpoint import load_checkpoint, save_checkpoint
 from compress.pruning import (

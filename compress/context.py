@@ -107,10 +107,10 @@ class HookContext:
     epoch: int
     minibatch_id: int = 0
     minibatches_per_epoch: Optional[int] = None
-    optimizer: Optional["torch.optim.Optimizer"] = None
-    masks: Optional["MaskStore"] = None
+    optimizer: Optional[torch.optim.Optimizer] = None
+    masks: Optional[MaskStore] = None
     timing: Optional[Timing] = None
 
-    def with_timing(self, timing: Timing) -> "HookContext":
+    def with_timing(self, timing: Timing) -> HookContext:
         """This context with ``timing`` set (the policy's epochs)."""
         return replace(self, timing=timing)

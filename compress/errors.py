@@ -5,7 +5,35 @@ files) and carry the user's own words: the file, the line, the key path, the nam
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple, Union
+
+#: A key path: ``("pruners", "agp", "weights", 1)`` is ``pruners.agp.weights[1]``.
+KeyPath = Tuple[Union[str, int], ...]
+#: A key as a caller may give it: one name, or a path.
+KeyLike = Union[str, KeyPath]
+
+
+def format_key(path: KeyPath) -> str:
+    """``("pruners", "agp", "weights", 1)`` → ``'pruners.agp.weights[1]'``.
+
+    Example:
+        >>> format_key(("policies", 2, "pruner", "args", "levels", "rnn.weight_hh_l0"))
+        'policies[2].pruner.args.levels.rnn.weight_hh_l0'
+    """
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def key_path(key: KeyLike, *more: Union[str, int]) -> KeyPath:
+    """``key`` (a name or a path) extended by ``more``, as a path.
+
+    Example:
+        >>> key_path("levels", "rnn.weight_hh_l0")
+        ('levels', 'rnn.weight_hh_l0')
+    """
+    return (tuple(key) if isinstance(key, tuple) else (key,)) + tuple(more)
 
 
 class CompressError(Exception):
@@ -16,15 +44,27 @@ class ArgumentError(CompressError, ValueError):
     """A constructor argument is invalid.
 
     Args:
-        key: the argument's name, optionally with an index (``weights[2]``); the schedule loader
-            appends it to the key path of the component being built.
+        key: the argument's name, or its key path inside the argument (``("weights", 2)``,
+            ``("levels", "rnn.weight_hh_l0")``); the schedule loader prefixes the path of the component being
+            built.
         message: what was expected.
+
+    Attributes:
+        path: the key path as a tuple; ``key`` is its printed form.
+
+    Example:
+        >>> str(ArgumentError(("weights", 1), "matches no parameter"))
+        'weights[1]: matches no parameter'
     """
 
-    def __init__(self, key: str, message: str):
-        self.key = key
+    def __init__(self, key: KeyLike, message: str):
+        self.path: KeyPath = tuple(key) if isinstance(key, tuple) else (key,)
+        self.key = format_key(self.path)
         self.message = message
-        super().__init__(f"{key}: {message}")
+        super().__init__(f"{self.key}: {message}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.message)
 
 
 class ScheduleError(CompressError, ValueError):
@@ -34,15 +74,18 @@ class ScheduleError(CompressError, ValueError):
         message: what was wrong and what was expected.
         file: the schedule file, when the schedule came from one.
         line: the 1-based line of the offending key, when known.
-        key: the key path, e.g. ``pruners.l0_rnn_pruner.final_sparsity`` or ``policies[2].starting_epoch``.
+        key: the key path, as a tuple (``("policies", 2, "starting_epoch")``) or already printed
+            (``pruners.l0_rnn_pruner.final_sparsity``).
     """
 
     def __init__(self, message: str, *, file: Optional[str] = None, line: Optional[int] = None,
-                 key: Optional[str] = None):
+                 key: Optional[KeyLike] = None):
         self.message = message
         self.file = file
         self.line = line
-        self.key = key
+        self.path: Optional[KeyPath] = tuple(key) if isinstance(key, tuple) else None
+        key = format_key(key) if isinstance(key, tuple) else key
+        self.key = key or None
         where = ""
         if file:
             where = f"{file}:{line}: " if line else f"{file}: "

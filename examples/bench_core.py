@@ -29,9 +29,9 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import compress  # noqa: E402
-from compress.kernels.magnitude import magnitude_threshold  # noqa: E402
-from models import RNNModel  # noqa: E402
+import compress
+from compress.kernels.magnitude import magnitude_threshold
+from compress_models import RNNModel
 
 SCHEDULE = {
     "pruners": {"all": {"class": "AutomatedGradualPruner", "initial_sparsity": 0.5, "final_sparsity": 0.8,

@@ -29,9 +29,9 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import compress  # noqa: E402
-from compress.optim import SparseNTASGD  # noqa: E402
-from models import RNNModel  # noqa: E402
+import compress
+from compress.optim import SparseNTASGD
+from compress_models import RNNModel
 
 KINDS = ("plain", "snt-asgd", "selfish", "selfish+avg", "momentum")
 PTB_STEPS = 929_589 // (20 * 35)

@@ -33,7 +33,7 @@ from compress.quantization import (
     load_quantized,
     save_quantized,
 )
-from models import RNNModel  # noqa: E402
+from compress_models import RNNModel
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,8 +25,8 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import compress  # noqa: E402
-from models.sparse_lm import SparseRNNModel, layer_reductions  # noqa: E402
+import compress
+from compress_models.sparse_lm import SparseRNNModel, layer_reductions
 
 
 def parse_args(argv=None) -> argparse.Namespace:

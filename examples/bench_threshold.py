@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from compress.kernels.magnitude import magnitude_threshold  # noqa: E402
+from compress.kernels.magnitude import magnitude_threshold
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -40,7 +40,7 @@ sys.path.insert(0, HERE)
 from compress.io.checkpoint import read_checkpoint  # noqa: E402
 from compress.reports.tables import perplexity_table  # noqa: E402
 from compress.structured.geometry import lstm_block_structure  # noqa: E402
-from models.sparse_lm import layer_reductions  # noqa: E402
+from compress_models.sparse_lm import layer_reductions  # noqa: E402
 
 RUNS = ("dense", "sparse", "mask", "agp", "selfish")
 FINAL_EVALUATION_SECONDS = 45

@@ -26,11 +26,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from word_lm import evaluate  # noqa: E402
+from word_lm import evaluate
 
-import compress  # noqa: E402
-from compress.io.checkpoint import read_checkpoint  # noqa: E402
-from compress.modules import convert_to_modular  # noqa: E402
+import compress
+from compress.io.checkpoint import read_checkpoint
+from compress.modules import convert_to_modular
 from compress.quantization import (
     PostTrainLinearQuantizer,
     collect_activation_stats,
@@ -38,7 +38,7 @@ from compress.quantization import (
     ptq_table,
     save_stats,
 )
-from models import RNNModel, batchify, load_corpus, synthetic_corpus  # noqa: E402
+from compress_models import RNNModel, batchify, load_corpus, synthetic_corpus
 
 FP16_ALL = "Entire model"
 MIXED = {"encoder": {"fpq_module": 16}, "decoder": {"fpq_module": 16}, ".*eltwise.*": {"fpq_module": 16}}

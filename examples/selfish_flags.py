@@ -22,7 +22,7 @@ from compress.pruning.criteria.prune_regrow import (
     INIT_MODES,
     REDISTRIBUTION_MODES,
 )
-from models import AWDLSTMModel, ONLSTMModel, RHNModel, ar_tar_loss
+from compress_models import AWDLSTMModel, ONLSTMModel, RHNModel, ar_tar_loss
 
 MODELS = ("RHN", "ONLSTM", "AWD")
 OPTIMIZERS = ("sgd", "adam")

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from models import load_corpus  # noqa: E402
+from compress_models import load_corpus  # noqa: E402
 
 CONFIGS = ("selfish", "static", "agp", "dense-small", "dense")
 SPARSE_WEIGHTS = ["encoder.weight", "rnn.weight_*", "decoder.weight"]   # every non-bias weight of RNNModel
@@ -65,7 +65,7 @@ def schedules(density: float, epochs: int, nonmono: int) -> Dict[str, dict]:
         "selfish": ({"selfish": {"class": "SelfishRNNPruner", "density": density, "death_rate": 0.8}},
                     {"pruner": {"instance_name": "selfish"}, **span}),
         "static": ({"static": {"class": "SparsityLevelParameterPruner",
-                               "levels": {w: sparsity for w in SPARSE_WEIGHTS}}},
+                               "levels": dict.fromkeys(SPARSE_WEIGHTS, sparsity)}},
                    {"pruner": {"instance_name": "static"}, "epochs": [0]}),
         "agp": ({"agp": {"class": "AutomatedGradualPruner", "initial_sparsity": 0.0, "final_sparsity": sparsity,
                          "weights": SPARSE_WEIGHTS}},

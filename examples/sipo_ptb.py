@@ -36,12 +36,12 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from word_lm_task import evaluate_lm  # noqa: E402
+from word_lm_task import evaluate_lm
 
-import compress  # noqa: E402
-from compress.pruning.rate_search.search import NCSRateSearch, prune_to_constraint  # noqa: E402
-from compress.reports.inspection import count_parameters  # noqa: E402
-from models import (  # noqa: E402
+import compress
+from compress.pruning.rate_search.search import NCSRateSearch, prune_to_constraint
+from compress.reports.inspection import count_parameters
+from compress_models import (
     RNNModel,
     batchify,
     get_batch,

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import compress  # noqa: E402
-from compress.reports.tables import sparsity_summary, sparsity_total  # noqa: E402
-from compress.scheduling.config import read_schedule  # noqa: E402
-from models import (  # noqa: E402
+import compress
+from compress.reports.tables import sparsity_summary, sparsity_total
+from compress.scheduling.config import read_schedule
+from compress_models import (
     RNNModel,
     batchify,
     get_batch,
@@ -35,10 +35,10 @@ from models import (  # noqa: E402
     repackage_hidden,
     synthetic_corpus,
 )
-from models.sparse_lm import SPARSE_MODES, SparseRNNModel  # noqa: E402
+from compress_models.sparse_lm import SPARSE_MODES, SparseRNNModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import selfish_flags  # noqa: E402  (Selfish-RNN's flags, and the RHN/ON-LSTM/AWD-LSTM models)
+import selfish_flags
 
 
 def parse_args(argv=None) -> argparse.Namespace:

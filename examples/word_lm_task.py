@@ -21,10 +21,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import word_lm  # noqa: E402
+import word_lm
 
-from compress.errors import CheckpointError  # noqa: E402
-from models import batchify, get_batch, load_corpus, repackage_hidden, synthetic_corpus  # noqa: E402
+from compress.errors import CheckpointError
+from compress_models import batchify, get_batch, load_corpus, repackage_hidden, synthetic_corpus
 
 
 @torch.no_grad()

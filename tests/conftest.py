@@ -17,7 +17,7 @@ def shared_data_root() -> str:
 @pytest.fixture
 def tiny_lm():
     """A tied 2-layer LSTM word LM with the parameter names of PyTorch's example."""
-    from models import RNNModel
+    from compress_models import RNNModel
 
     torch.manual_seed(0)
     return RNNModel("LSTM", 50, 16, 16, 2, dropout=0.0, tie_weights=True)

@@ -7,7 +7,7 @@ import torch
 
 import compress
 from compress.io.checkpoint import read_checkpoint
-from models import RNNModel
+from compress_models import RNNModel
 
 
 def model(seed=0, nhid=8):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import (
+from compress_models import (
     batchify,
     get_batch,
     load_corpus,
@@ -138,7 +138,7 @@ def _write_sums(root, lines):
 
 def test_verify_checksums_accepts_files_listed_in_parent_sums(tiny, caplog):
     _write_sums(tiny.parent, [(hashlib.sha256(TINY[n].encode()).hexdigest(), f"tiny/{n}") for n in TINY])
-    with caplog.at_level(logging.INFO, logger="models.corpus"):
+    with caplog.at_level(logging.INFO, logger="compress_models.corpus"):
         verify_checksums(tiny)
     assert "verified 3 file(s)" in caplog.text
 

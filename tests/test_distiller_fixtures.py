@@ -9,7 +9,7 @@ from conftest import DISTILLER_SCHEDULES
 
 import compress
 from compress.reports.tables import sparsity_summary
-from models import RNNModel
+from compress_models import RNNModel
 
 FILES = sorted(glob.glob(os.path.join(DISTILLER_SCHEDULES, "word_lang_model*.yaml")))
 

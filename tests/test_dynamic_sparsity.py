@@ -12,7 +12,7 @@ from compress.optim import SparseNTASGD
 from compress.pruning.criteria import prune_regrow as pr
 from compress.pruning.pruners.dynamic import DynamicSparsityPruner
 from compress.pruning.ramps import cosine_decay
-from models import RNNModel
+from compress_models import RNNModel
 
 VOCAB = 40
 

@@ -4,7 +4,7 @@ import warnings
 import pytest
 import torch
 
-from models import RNNModel
+from compress_models import RNNModel
 
 NTOKEN, NINP, NHID, NLAYERS, SEQ, BATCH = 50, 16, 16, 2, 7, 3
 RNN_TYPES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]

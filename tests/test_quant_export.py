@@ -19,7 +19,7 @@ from compress.quantization import (
 )
 from compress.quantization import export as export_module
 from compress.quantization.linear import LinearQuantMode
-from models import RNNModel
+from compress_models import RNNModel
 
 needs_fbgemm = pytest.mark.skipif(not all(kernels_available().values()),
                                   reason="this PyTorch has no fbgemm dynamic int8/fp16 kernels")

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import compress
-from models import (
+from compress_models import (
     AWDLSTMModel,
     ONLSTMModel,
     RHNModel,
@@ -12,8 +12,8 @@ from models import (
     embedding_dropout,
     locked_dropout,
 )
-from models.onlstm import ONLSTMCell, cumax
-from models.rhn import RHNLayer
+from compress_models.onlstm import ONLSTMCell, cumax
+from compress_models.rhn import RHNLayer
 
 
 # -- RHN ------------------------------------------------------------------------------------------------------

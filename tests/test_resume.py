@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import compress
-from models import RNNModel
+from compress_models import RNNModel
 
 SCHEDULES = {
     "agp": {"pruners": {"p": {"class": "AutomatedGradualPruner", "initial_sparsity": 0.1, "final_sparsity": 0.6,

@@ -22,7 +22,7 @@ def test_configurations_share_the_optimizer_switch_and_reach_the_same_density():
 
     built = sr.schedules(0.33, 8, 5)
     assert all(s["extensions"]["nt_asgd"]["class"] == "NTASGDSwitch" for s in built.values())
-    assert built["static"]["pruners"]["static"]["levels"] == {w: 0.67 for w in sr.SPARSE_WEIGHTS}
+    assert built["static"]["pruners"]["static"]["levels"] == dict.fromkeys(sr.SPARSE_WEIGHTS, 0.67)
     assert built["agp"]["pruners"]["agp"]["final_sparsity"] == 0.67
     assert built["agp"]["policies"][0]["ending_epoch"] == 6
     assert built["selfish"]["pruners"]["selfish"]["density"] == 0.33

@@ -25,7 +25,7 @@ from compress.pruning.rate_search.search import (
 )
 from compress.scheduling.policies import IterativePruningPolicy
 from compress.sparsity.names import ParameterIndex
-from models import RNNModel
+from compress_models import RNNModel
 
 
 def untied_lm():

@@ -16,8 +16,8 @@ from compress.reports.tables import sparsity_summary
 from compress.sparsity.names import ParameterIndex
 from compress.structured import SparseEmbedding, SparseLSTM, dense_equivalent
 from compress.structured.geometry import embedding_block_structure, lstm_block_structure
-from models import RNNModel, SparseRNNModel, load_corpus
-from models.sparse_lm import layer_reductions
+from compress_models import RNNModel, SparseRNNModel, load_corpus
+from compress_models.sparse_lm import layer_reductions
 
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 

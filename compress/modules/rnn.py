@@ -63,7 +63,7 @@ class _ModularCell(nn.Module):
         return self.recurrence(self.fc_gate_x(input), hx)
 
     @classmethod
-    def from_pytorch(cls, cell: nn.Module) -> "_ModularCell":
+    def from_pytorch(cls, cell: nn.Module) -> _ModularCell:
         """The modular twin of a PyTorch cell, sharing its Parameters."""
         with torch.device("meta"):
             new = cls(cell.input_size, cell.hidden_size, cell.bias)
@@ -319,7 +319,7 @@ class _ModularRNN(nn.Module):
         return s
 
     @classmethod
-    def from_pytorch(cls, rnn: nn.RNNBase) -> "_ModularRNN":
+    def from_pytorch(cls, rnn: nn.RNNBase) -> _ModularRNN:
         """The modular twin of an ``nn.LSTM``/``nn.GRU``, sharing its Parameters."""
         if getattr(rnn, "proj_size", 0):
             raise ValueError(f"cannot convert {type(rnn).__name__} with proj_size={rnn.proj_size}: "

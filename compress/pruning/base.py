@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from compress.context import HookContext, Timing
-from compress.errors import ArgumentError, CompressError
+from compress.errors import ArgumentError, CompressError, key_path
 from compress.sparsity.names import ParameterIndex
 
 WeightSpec = Union[None, str, Sequence[str]]
@@ -46,7 +46,7 @@ def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "
         try:
             found = index.resolve(pattern)
         except LookupError as exc:
-            raise ArgumentError(f"{key}[{i}]", str(exc)) from None
+            raise ArgumentError(key_path(key, i), str(exc)) from None
         names.extend(n for n in found if n not in names)
     return [n for n in index.params if n in names]
 
@@ -67,7 +67,7 @@ def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str)
             for name in index.resolve(k):
                 out[name] = targets[k]
         except LookupError as exc:
-            raise ArgumentError(f"{key}.{k}", str(exc)) from None
+            raise ArgumentError(key_path(key, k), str(exc)) from None
     if "*" in targets:
         for name in index.params:
             out.setdefault(name, targets["*"])

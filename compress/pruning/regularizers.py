@@ -86,7 +86,7 @@ class GroupLassoRegularizer(_Regularizer):
         super().__init__(name, reg_regims, threshold_criteria)
         for k, v in self.reg_regims.items():
             if not (isinstance(v, (list, tuple)) and len(v) == 2 and v[1] in GROUP_TYPES):
-                raise ArgumentError(f"reg_regims.{k}", f"expected [strength, group type in {GROUP_TYPES}], got {v!r}")
+                raise ArgumentError(("reg_regims", k), f"expected [strength, group type in {GROUP_TYPES}], got {v!r}")
             check_number(f"reg_regims.{k}", v[0], minimum=0)
 
     def loss(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -227,7 +227,7 @@ def sensitivity_analysis(model: nn.Module, evaluate: Callable[[nn.Module], float
         raise ArgumentError("sparsities", "lists no sparsity levels")
     for i, s in enumerate(levels):
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s <= 1.0:
-            raise ArgumentError(f"sparsities[{i}]", f"expected a number in [0, 1], got {s!r}")
+            raise ArgumentError(("sparsities", i), f"expected a number in [0, 1], got {s!r}")
     work = copy.deepcopy(model)
     parameter_groups = group_parameters(ParameterIndex(work), grouping, weights, groups)
     store = MaskStore(work)

@@ -98,7 +98,7 @@ class WeightFormat:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "WeightFormat":
+    def from_dict(cls, d: Mapping[str, Any]) -> WeightFormat:
         d = dict(d)
         d["mode"] = parse_mode(d.get("mode", "SYMMETRIC")).weights
         d["clip"] = parse_clip_mode(d.get("clip", "NONE"))
@@ -153,7 +153,7 @@ class QuantizedLinear(nn.Module):
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: Optional[torch.Tensor], fmt: WeightFormat,
-                   reduce_range: bool = True) -> "QuantizedLinear":
+                   reduce_range: bool = True) -> QuantizedLinear:
         """Store ``weight`` (``(out, in)``) and ``bias`` in format ``fmt``."""
         m = cls(weight.shape[1], weight.shape[0], fmt, bias is not None, reduce_range)
         m.set_weight(weight, bias)
@@ -283,7 +283,7 @@ class QuantizedEmbedding(nn.Module):
         _register_scales(self, num_embeddings, fmt)
 
     @classmethod
-    def from_float(cls, embedding: nn.Embedding, fmt: WeightFormat) -> "QuantizedEmbedding":
+    def from_float(cls, embedding: nn.Embedding, fmt: WeightFormat) -> QuantizedEmbedding:
         m = cls(embedding.num_embeddings, embedding.embedding_dim, fmt, embedding.padding_idx)
         w = embedding.weight.detach()
         if fmt.kind == "int8":
@@ -597,7 +597,7 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
         raise CheckpointError(f"{path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
+    except Exception as exc:
         raise CheckpointError(f"{path}: not a readable quantized model ({str(exc).splitlines()[0]})") from None
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a compress quantized model (format {FORMAT!r})")

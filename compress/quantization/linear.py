@@ -26,7 +26,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 
-from compress.errors import ArgumentError
+from compress.errors import ArgumentError, key_path
 
 __all__ = ["LinearQuantMode", "ClipMode", "ModuleQuantMode", "QuantParams", "parse_mode", "parse_clip_mode",
            "quantized_range", "symmetric_params", "asymmetric_params", "quant_params", "clip_range",
@@ -102,7 +102,7 @@ def parse_mode(value: Any, key: str = "mode") -> ModuleQuantMode:
     if isinstance(value, Mapping):
         unknown = sorted(set(map(str, value)) - {"activations", "weights"})
         if unknown:
-            raise ArgumentError(f"{key}.{unknown[0]}", "expected the keys activations and weights")
+            raise ArgumentError(key_path(key, unknown[0]), "expected the keys activations and weights")
         acts = _parse_one_mode(value.get("activations", LinearQuantMode.SYMMETRIC), f"{key}.activations")
         wts = _parse_one_mode(value.get("weights", LinearQuantMode.SYMMETRIC), f"{key}.weights")
         return ModuleQuantMode(acts, wts)

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from compress.errors import ArgumentError
+from compress.errors import ArgumentError, key_path
 from compress.modules import (
     EltwiseAdd,
     EltwiseMult,
@@ -295,9 +295,9 @@ class PostTrainLinearQuantizer:
             settings: Dict[str, Any] = {}
             for k, v in entry.items():
                 if k in _UNSUPPORTED:
-                    raise ArgumentError(f"{key}.{k}", f"not supported: {_UNSUPPORTED[k]}")
+                    raise ArgumentError(key_path(key, k), f"not supported: {_UNSUPPORTED[k]}")
                 if k not in OVERRIDE_KEYS:
-                    raise ArgumentError(f"{key}.{k}", f"unknown override key (accepted: {', '.join(OVERRIDE_KEYS)})")
+                    raise ArgumentError(key_path(key, k), f"unknown override key (accepted: {', '.join(OVERRIDE_KEYS)})")
                 where = f"{key}.{k}"
                 if k in ("bits_activations", "bits_weights", "bits_parameters", "bits_bias"):
                     settings["bits_weights" if k == "bits_parameters" else k] = _bits(v, where)
@@ -318,7 +318,7 @@ class PostTrainLinearQuantizer:
                     settings[k] = _flag(v, where)
             merged = replace(self.defaults, **settings)
             if merged.clip_acts == ClipMode.N_STD and merged.clip_n_stds is None:
-                raise ArgumentError(f"{key}.clip_n_stds", "clip_acts N_STD needs clip_n_stds")
+                raise ArgumentError(key_path(key, "clip_n_stds"), "clip_acts N_STD needs clip_n_stds")
             settings["_compiled"] = compiled
             parsed[pattern] = settings
         return parsed
@@ -346,15 +346,15 @@ class PostTrainLinearQuantizer:
             if settings.get("per_channel_acts"):
                 bad = next((n for n in leaves if n in weighted and (pattern == n or compiled.fullmatch(n))), None)
                 if bad is not None:
-                    raise ArgumentError(f"overrides.{pattern}.per_channel_acts", _per_channel_weighted(bad))
+                    raise ArgumentError(("overrides", pattern, "per_channel_acts"), _per_channel_weighted(bad))
             if any(pattern == n or compiled.fullmatch(n) for n in leaves):
                 continue
             containers = [n for n in names if n and compiled.fullmatch(n)]
             if containers:
-                raise ArgumentError(f"overrides.{pattern}", f"matches only containers ({', '.join(containers[:3])}); "
+                raise ArgumentError(("overrides", pattern), f"matches only containers ({', '.join(containers[:3])}); "
                                                             f"overrides apply to leaf modules, e.g. "
                                                             f"'{re.escape(containers[0])}\\..*'")
-            raise ArgumentError(f"overrides.{pattern}", f"matches no module of the model (modules are named like "
+            raise ArgumentError(("overrides", pattern), f"matches no module of the model (modules are named like "
                                                         f"{', '.join(leaves[:4])}, ...)")
 
     def config_for(self, name: str, module: Optional[nn.Module] = None) -> ModuleQuantConfig:
@@ -375,7 +375,7 @@ class PostTrainLinearQuantizer:
             cfg = replace(self.defaults, override=pattern, **settings)
         if cfg.per_channel_acts and isinstance(module, (nn.Linear, nn.Embedding)):
             if pattern is not None and self.overrides[pattern].get("per_channel_acts"):
-                raise ArgumentError(f"overrides.{pattern}.per_channel_acts", _per_channel_weighted(name))
+                raise ArgumentError(("overrides", pattern, "per_channel_acts"), _per_channel_weighted(name))
             cfg = replace(cfg, per_channel_acts=False)
         return cfg
 
@@ -496,7 +496,7 @@ class PostTrainLinearQuantizer:
             if stats is None:
                 in_qs = [self._act_quantizer(cfg, None, name, 0, missing)]
             else:
-                positions = sorted(((stats.get(_strip_parallel_prefix(name)) or {}).get("inputs") or {}))
+                positions = sorted((stats.get(_strip_parallel_prefix(name)) or {}).get("inputs") or {})
                 if not positions:
                     missing.append(f"{name} (inputs)")
                 in_qs = [self._act_quantizer(cfg, stats, name, i, missing) for i in positions]

@@ -229,7 +229,7 @@ class ActivationStatsCollector:
 
         return hook
 
-    def start(self) -> "ActivationStatsCollector":
+    def start(self) -> ActivationStatsCollector:
         """Attach the hooks."""
         if not self._handles:
             self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules.items()]
@@ -245,7 +245,7 @@ class ActivationStatsCollector:
         """From now on accumulate ``b`` (mean absolute deviation from each tensor's overall mean)."""
         self._pass = 2
 
-    def __enter__(self) -> "ActivationStatsCollector":
+    def __enter__(self) -> ActivationStatsCollector:
         return self.start()
 
     def __exit__(self, *exc) -> None:

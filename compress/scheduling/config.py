@@ -33,12 +33,12 @@ from torch import nn
 
 from compress import quantization as _quantization  # noqa: F401  (registers the quantizers)
 from compress.context import Timing
-from compress.errors import ArgumentError, ScheduleError
+from compress.errors import ArgumentError, ScheduleError, format_key
 from compress.pruning import pruners as _pruners  # noqa: F401  (registers the pruners)
 from compress.pruning import regularizers as _regularizers  # noqa: F401  (registers the regularizers)
 from compress.registry import SECTIONS
 from compress.scheduling import lr_schedulers as _lr_schedulers  # noqa: F401  (registers torch's LR schedulers)
-from compress.scheduling.loader import Path, format_path, key_path, read_schedule
+from compress.scheduling.loader import Path, read_schedule
 from compress.scheduling.policies import (
     LRPolicy,
     QuantizationPolicy,
@@ -157,7 +157,7 @@ class _Builder:
             if tuple(path[:n]) in self.lines:
                 line = self.lines[tuple(path[:n])]
                 break
-        return ScheduleError(message, file=self.file, line=line, key=format_path(tuple(path)) or None)
+        return ScheduleError(message, file=self.file, line=line, key=format_key(tuple(path)) or None)
 
     def build(self) -> CompressionScheduler:
         data = self.data
@@ -208,7 +208,7 @@ class _Builder:
             scheduler.add_policy(policy, **_timing_kwargs(timing), kind=kind, name=name)
         except ArgumentError as exc:
             # weight names are resolved here; they belong to the component's own definition
-            raise self.error(exc.message, POLICY_KINDS[kind], name, *key_path(exc.key)) from None
+            raise self.error(exc.message, POLICY_KINDS[kind], name, *exc.path) from None
 
     def build_section(self, section: str) -> None:
         items = self.data.get(section)
@@ -265,7 +265,7 @@ class _Builder:
         try:
             return cls(**kwargs)
         except ArgumentError as exc:
-            raise self.error(exc.message, *path, *key_path(exc.key)) from None
+            raise self.error(exc.message, *path, *exc.path) from None
         except ScheduleError:
             raise
         except Exception as exc:
@@ -320,7 +320,7 @@ class _Builder:
                         raise ArgumentError("instance_name", f"{type(instance).__name__} is not a policy class")
                     policy = instance
         except ArgumentError as exc:
-            raise self.error(exc.message, *path, kind, "args", *key_path(exc.key)) from None
+            raise self.error(exc.message, *path, kind, "args", *exc.path) from None
         except TypeError as exc:
             raise self.error(f"invalid policy arguments: {exc}", *path, kind, "args") from None
         return kind, name, policy, timing

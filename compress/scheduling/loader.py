@@ -5,30 +5,13 @@ Nothing here knows a class or an algorithm; :mod:`compress.scheduling.config` tu
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Dict, Optional, Tuple, Union
 
 import yaml
 
-from compress.errors import ScheduleError
+from compress.errors import KeyPath, ScheduleError, format_key
 
-Path = Tuple[Union[str, int], ...]
-
-
-def format_path(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def key_path(key: str) -> Path:
-    """``'weights[1]'`` → ``('weights', 1)``; ``'levels.rnn.weight'`` → ``('levels', 'rnn.weight')``."""
-    m = re.fullmatch(r"([^.\[]+)(?:\[(\d+)\])?(?:\.(.+))?", key)
-    if not m:
-        return (key,)
-    head, index, rest = m.groups()
-    return (head,) + ((int(index),) if index is not None else ()) + ((rest,) if rest else ())
+Path = KeyPath
 
 
 def read_schedule(path: Union[str, os.PathLike]) -> Tuple[Any, Dict[Path, int]]:
@@ -73,7 +56,7 @@ def _walk(node: yaml.Node, path: Path, lines: Dict[Path, int], file: Optional[st
             key = key_node.value
             if key in seen:
                 raise ScheduleError(f"duplicate key {key!r}", file=file, line=key_node.start_mark.line + 1,
-                                    key=format_path(path) or None)
+                                    key=format_key(path) or None)
             seen.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
             _walk(value_node, path + (key,), lines, file)

@@ -98,7 +98,7 @@ def _resolve_weights(index: ParameterIndex, weights: Union[None, str, Sequence[s
         try:
             found.update(index.resolve(pattern))
         except LookupError as exc:
-            raise ArgumentError(f"weights[{i}]" if not isinstance(weights, str) else "weights", str(exc)) from None
+            raise ArgumentError(("weights", i) if not isinstance(weights, str) else "weights", str(exc)) from None
     return [n for n in index.params if n in found]
 
 
@@ -152,7 +152,7 @@ def _custom_groups(index: ParameterIndex, groups: Optional[GroupSpec]) -> List[P
     for group, spec in groups.items():
         patterns = [spec] if isinstance(spec, str) else spec
         if not isinstance(patterns, (list, tuple)) or not patterns:
-            raise ArgumentError(f"groups.{group}", f"expected a weight name, a pattern or a list of them, got {spec!r}")
+            raise ArgumentError(("groups", group), f"expected a weight name, a pattern or a list of them, got {spec!r}")
         found: List[str] = []
         for i, pattern in enumerate(patterns):
             key = f"groups.{group}" if isinstance(spec, str) else f"groups.{group}[{i}]"

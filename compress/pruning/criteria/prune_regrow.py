@@ -64,7 +64,7 @@ def apportion(total: int, shares: Sequence[float], capacity: Sequence[int]) -> L
     while remaining > 0:
         weights = {i: float(shares[i]) for i in open_layers}
         if sum(weights.values()) <= 0:
-            weights = {i: 1.0 for i in open_layers}
+            weights = dict.fromkeys(open_layers, 1.0)
         norm = sum(weights.values())
         ideal = {i: remaining * w / norm for i, w in weights.items()}
         full = [i for i in open_layers if ideal[i] >= capacity[i]]

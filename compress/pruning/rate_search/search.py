@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compress.errors import ArgumentError
+from compress.errors import ArgumentError, key_path
 from compress.pruning.criteria.groups import (
     ParameterGroup,
     count_pruned,
@@ -408,7 +408,7 @@ def _bounds(groups: Sequence[ParameterGroup], value: Optional[Bound], default: f
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - {g.name for g in groups})
         if unknown:
-            raise ArgumentError(f"{key}.{unknown[0]}", f"no such group (groups: {', '.join(g.name for g in groups)})")
+            raise ArgumentError(key_path(key, unknown[0]), f"no such group (groups: {', '.join(g.name for g in groups)})")
         out = [value.get(g.name, default) for g in groups]
     else:
         out = [value] * len(groups)

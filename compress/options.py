@@ -1,0 +1,187 @@
+"""Option checks shared by every component: what a valid number, fraction, count, flag or choice is.
+
+Every constructor argument and every schedule value that the library reads goes through one of these
+functions, once, where it enters. Each returns the value in its canonical type or raises
+:class:`~compress.errors.ArgumentError` naming the option by its key path, so a schedule error reads
+``pruners.agp.final_sparsity: must be in [0, 1), got 1.5`` wherever the check happens. Numbers are never
+booleans (YAML's ``yes`` is not 1) and never NaN or infinite.
+
+Example:
+    >>> fraction("final_sparsity", 0.8)
+    0.8
+    >>> fraction("final_sparsity", float("nan"))
+    Traceback (most recent call last):
+    ...
+    compress.errors.ArgumentError: final_sparsity: expected a finite number in [0, 1), got nan
+    >>> integer("frequency", 2, minimum=1)
+    2
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any, Callable, Iterable, List, Mapping, Optional, TypeVar
+
+from compress.errors import ArgumentError, KeyLike
+
+T = TypeVar("T")
+
+__all__ = ["number", "integer", "fraction", "boolean", "choice", "name", "mapping", "names", "function",
+           "optional", "sequence"]
+
+
+def _interval(minimum: Optional[float], maximum: Optional[float], min_open: bool, max_open: bool) -> str:
+    lo = "-inf" if minimum is None else f"{minimum:g}"
+    hi = "inf" if maximum is None else f"{maximum:g}"
+    return f"{'(' if min_open or minimum is None else '['}{lo}, {hi}{')' if max_open or maximum is None else ']'}"
+
+
+def number(key: KeyLike, value: Any, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
+           min_open: bool = False, max_open: bool = False) -> float:
+    """``value`` as a finite float within the bounds (closed unless ``*_open``).
+
+    Raises:
+        ArgumentError: not a number (booleans and strings included), NaN, infinite, or out of bounds.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ArgumentError(key, f"expected a number, got {value!r}")
+    value = float(value)
+    bounded = minimum is not None or maximum is not None
+    if not math.isfinite(value):
+        where = f" in {_interval(minimum, maximum, min_open, max_open)}" if bounded else ""
+        raise ArgumentError(key, f"expected a finite number{where}, got {value}")
+    low_bad = minimum is not None and (value < minimum or (min_open and value == minimum))
+    high_bad = maximum is not None and (value > maximum or (max_open and value == maximum))
+    if low_bad or high_bad:
+        raise ArgumentError(key, f"must be in {_interval(minimum, maximum, min_open, max_open)}, got {value:g}")
+    return value
+
+
+def integer(key: KeyLike, value: Any, *, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
+    """``value`` as an int within ``[minimum, maximum]``; a float such as ``2.0`` is refused, as is a bool.
+
+    Raises:
+        ArgumentError: not an integer, or out of bounds.
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ArgumentError(key, f"expected an integer, got {value!r}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is None:
+            raise ArgumentError(key, f"expected an integer >= {minimum}, got {value}")
+        raise ArgumentError(key, f"expected an integer in [{minimum}, {maximum}], got {value}")
+    return value
+
+
+def fraction(key: KeyLike, value: Any, *, allow_zero: bool = True, allow_one: bool = False) -> float:
+    """``value`` as a float in [0, 1) (``allow_one``: [0, 1]; without ``allow_zero`` the left end is open).
+
+    Raises:
+        ArgumentError: not a finite number in that interval.
+    """
+    interval = _interval(0.0, 1.0, not allow_zero, not allow_one)
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise ArgumentError(key, f"expected a finite number in {interval}, got {value!r}")
+    return number(key, value, minimum=0.0, maximum=1.0, min_open=not allow_zero, max_open=not allow_one)
+
+
+def boolean(key: KeyLike, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (YAML ``true``/``false``); numbers and strings are refused.
+
+    Raises:
+        ArgumentError: not a bool.
+    """
+    if not isinstance(value, bool):
+        raise ArgumentError(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def choice(key: KeyLike, value: Any, allowed: Iterable[T]) -> T:
+    """``value`` if it is one of ``allowed`` (compared exactly; ``allowed`` lists the valid spellings).
+
+    Raises:
+        ArgumentError: not one of them; the message lists them.
+    """
+    allowed = list(allowed)
+    try:
+        ok = value in allowed
+    except TypeError:  # an unhashable or incomparable value
+        ok = False
+    if not ok or isinstance(value, bool) and not any(a is value for a in allowed):
+        raise ArgumentError(key, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
+
+
+def name(key: KeyLike, value: Any) -> str:
+    """``value`` as a non-empty string (an instance name, a weight name, a class name).
+
+    Raises:
+        ArgumentError: not a string, or empty.
+    """
+    if not isinstance(value, str) or not value:
+        raise ArgumentError(key, f"expected a non-empty name (a string), got {value!r}")
+    return value
+
+
+def names(key: KeyLike, value: Any, *, allow_empty: bool = False) -> List[str]:
+    """A string or a list of strings, as a list (weight names or patterns).
+
+    Raises:
+        ArgumentError: naming the first entry that is not a non-empty string (``key[i]``).
+    """
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ArgumentError(key, f"expected a list of names, got {value!r}")
+    if not value and not allow_empty:
+        raise ArgumentError(key, "expected at least one name, got an empty list")
+    path = key if isinstance(key, tuple) else (key,)
+    return [name(path + (i,), v) for i, v in enumerate(value)]
+
+
+def mapping(key: KeyLike, value: Any, *, allow_empty: bool = False) -> Mapping[str, Any]:
+    """``value`` if it is a mapping whose keys are non-empty strings.
+
+    Raises:
+        ArgumentError: not a mapping, empty (unless allowed), or a key that is not a non-empty string.
+    """
+    if not isinstance(value, Mapping):
+        raise ArgumentError(key, f"expected a mapping, got {value!r}")
+    if not value and not allow_empty:
+        raise ArgumentError(key, "expected a non-empty mapping")
+    path = key if isinstance(key, tuple) else (key,)
+    for k in value:
+        if not isinstance(k, str) or not k:
+            raise ArgumentError(path + (str(k),), f"expected a non-empty name as key, got {k!r}")
+    return value
+
+
+def function(key: KeyLike, value: Any, what: str = "a callable") -> Callable[..., Any]:
+    """``value`` if it is callable.
+
+    Raises:
+        ArgumentError: not callable; the message says what was expected.
+    """
+    if not callable(value):
+        raise ArgumentError(key, f"expected {what}, got {value!r}")
+    return value
+
+
+def optional(check: Callable[..., T], key: KeyLike, value: Any, *args: Any, **kwargs: Any) -> Optional[T]:
+    """``None`` if ``value`` is ``None``, else ``check(key, value, *args, **kwargs)``.
+
+    Example:
+        >>> optional(integer, "decay_epochs", None, minimum=1) is None
+        True
+    """
+    return None if value is None else check(key, value, *args, **kwargs)
+
+
+def sequence(key: KeyLike, value: Any, check: Callable[..., T], *args: Any, **kwargs: Any) -> List[T]:
+    """A list whose every entry passes ``check`` (entries named ``key[i]``)."""
+    if not isinstance(value, (list, tuple)):
+        raise ArgumentError(key, f"expected a list, got {value!r}")
+    path = key if isinstance(key, tuple) else (key,)
+    return [check(path + (i,), v, *args, **kwargs) for i, v in enumerate(value)]
+
+
