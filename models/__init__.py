@@ -15,6 +15,7 @@ from .dropout import ar_tar_loss, embedding_dropout, locked_dropout
 from .onlstm import ONLSTMModel
 from .rhn import RHNModel
 from .sparse_lm import SparseRNNModel
+from .training import evaluate, evaluate_lm, plain_forward, train_epoch
 from .word_lm import RNNModel
 
 __all__ = [
@@ -36,4 +37,8 @@ __all__ = [
     "repackage_hidden",
     "synthetic_corpus",
     "verify_checksums",
+    "evaluate",
+    "evaluate_lm",
+    "plain_forward",
+    "train_epoch",
 ]
