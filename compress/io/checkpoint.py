@@ -8,15 +8,13 @@ everything against the model, optimizer and scheduler *before* changing any of t
 from __future__ import annotations
 
 import os
-import pickle
-import tempfile
-import zipfile
 from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
 from compress.errors import CheckpointError
+from compress.io.files import atomic_write, safe_torch_load
 from compress.scheduling.scheduler import CompressionScheduler
 
 FORMAT = "compress.checkpoint"
@@ -82,19 +80,8 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         "rng": rng_state(),
         "extra": dict(extra),
     }
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
@@ -107,15 +94,7 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
         CheckpointError: missing, truncated, not a PyTorch file, unsafe to unpickle, or of a foreign format.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: holds objects other than tensors and plain data; refusing to unpickle "
-                              f"it ({str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    state = safe_torch_load(path, "checkpoint")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(state).__name__}")
     if state.get("format") == FORMAT:

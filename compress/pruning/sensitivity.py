@@ -28,6 +28,7 @@ from tabulate import tabulate
 from torch import nn
 
 from compress.errors import ArgumentError
+from compress.io.files import atomic_write
 from compress.pruning.criteria.groups import (
     ParameterGroup,
     group_masks,
@@ -87,7 +88,7 @@ class SensitivityResult:
 
     def to_csv(self, path: PathLike) -> None:
         """Write :meth:`rows` as CSV with header ``group,tensors,sparsity,value,degradation``."""
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        with atomic_write(path, "w") as f:
             writer = csv.DictWriter(f, fieldnames=["group", "tensors", "sparsity", "value", "degradation"])
             writer.writeheader()
             writer.writerows(self.rows())
@@ -195,7 +196,7 @@ class SensitivityResult:
                   f"# unpruned metric {self.baseline:.6g} (mode {self.mode}). Chosen levels: "
                   + ", ".join(f"{k} {v:g}" for k, v in levels.items()) + "\n")
         body = yaml.safe_dump({"version": 1, "pruners": pruners, "policies": policies}, sort_keys=False)
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w") as f:
             f.write(header + body)
         return levels
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress.errors import ArgumentError, CheckpointError
+from compress.io.files import atomic_write, safe_torch_load
 from compress.modules.rnn import (
     ModularGRU,
     ModularLSTM,
@@ -570,16 +570,8 @@ def save_quantized(model: nn.Module, path: Union[str, os.PathLike], formats: Opt
     reduce = {m.reduce_range for m in model.modules() if isinstance(m, QuantizedLinear)}
     state = {"format": FORMAT, "version": 1, "formats": dict(formats),
              "reduce_range": reduce.pop() if len(reduce) == 1 else True, "state_dict": model.state_dict()}
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".q.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module:
@@ -593,12 +585,7 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
         CheckpointError: the file is missing, foreign, unsafe, or does not fit ``model``.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable quantized model ({str(exc).splitlines()[0]})") from None
+    state = safe_torch_load(path, "quantized model")
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a compress quantized model (format {FORMAT!r})")
     formats = {k: WeightFormat.from_dict(v) for k, v in state["formats"].items()}

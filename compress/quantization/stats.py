@@ -47,6 +47,8 @@ import torch
 import yaml
 from torch import nn
 
+from compress.io.files import atomic_write
+
 __all__ = ["ActivationStatsCollector", "collect_activation_stats", "run_calibration", "save_stats", "load_stats",
            "validate_stats", "Stats"]
 
@@ -419,7 +421,7 @@ def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
         if "output" in entry:
             e["output"] = plain(entry["output"])
         data[name] = e
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w") as f:
         yaml.safe_dump(data, f, sort_keys=False, default_flow_style=False)
 
 
