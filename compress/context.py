@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
+from compress import options
+from compress.errors import ArgumentError
+
 if TYPE_CHECKING:  # annotations only: the context sits below the packages that fill it
     import torch
 
@@ -32,26 +35,26 @@ class Timing:
     frequency: Optional[int] = None
 
     def __post_init__(self):
+        # The one place a timing is checked: schedules and code both end here (ArgumentError is a ValueError).
         if self.epochs is not None:
             if self.starting_epoch is not None or self.ending_epoch is not None:
-                raise ValueError("give either epochs or starting_epoch/ending_epoch, not both")
-            if not self.epochs:
-                raise ValueError("epochs must list at least one epoch")
-            if any(not isinstance(e, int) or isinstance(e, bool) or e < 0 for e in self.epochs):
-                raise ValueError(f"epochs must be non-negative integers, got {list(self.epochs)}")
-            object.__setattr__(self, "epochs", tuple(sorted(set(self.epochs))))
+                key = "starting_epoch" if self.starting_epoch is not None else "ending_epoch"
+                raise ArgumentError(key, "give either 'epochs' or starting_epoch/ending_epoch/frequency, not both")
+            if not isinstance(self.epochs, (list, tuple)) or not self.epochs:
+                raise ArgumentError("epochs", f"expected a non-empty list of epochs, got {self.epochs!r}")
+            epochs = options.sequence("epochs", self.epochs, options.integer, minimum=0)
+            object.__setattr__(self, "epochs", tuple(sorted(set(epochs))))
             return
-        for key in ("starting_epoch", "ending_epoch", "frequency"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{key} must be an integer, got {value!r}")
-        if self.starting_epoch < 0:
-            raise ValueError(f"starting_epoch must be >= 0, got {self.starting_epoch}")
-        if self.ending_epoch <= self.starting_epoch:
-            raise ValueError(f"ending_epoch ({self.ending_epoch}) must be greater than starting_epoch "
-                             f"({self.starting_epoch}); ending_epoch is exclusive")
-        if self.frequency < 1:
-            raise ValueError(f"frequency must be >= 1, got {self.frequency}")
+        for key in ("starting_epoch", "ending_epoch"):
+            if getattr(self, key) is None:
+                raise ArgumentError(key, f"missing '{key}' (or give 'epochs: [...]')")
+        start = options.integer("starting_epoch", self.starting_epoch, minimum=0)
+        end = options.integer("ending_epoch", self.ending_epoch)
+        if end <= start:
+            raise ArgumentError("ending_epoch", f"must be greater than starting_epoch ({start}); ending_epoch is "
+                                                f"exclusive, got {end}")
+        frequency = options.integer("frequency", 1 if self.frequency is None else self.frequency, minimum=1)
+        object.__setattr__(self, "frequency", frequency)
 
     @property
     def active_epochs(self) -> Sequence[int]:

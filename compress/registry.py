@@ -7,7 +7,7 @@ classes with the ``register_*`` decorators.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, Iterable, Optional, TypeVar
+from typing import Callable, Dict, Iterable, Iterator, Optional, TypeVar
 
 T = TypeVar("T", bound=type)
 
@@ -71,6 +71,65 @@ class Registry:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return (f"unknown class {name!r} in {self.section}{hint} "
                 f"(registered: {', '.join(self.names()) or 'none'})")
+
+
+class Modes:
+    """A name → function table for one family of interchangeable criteria (death modes, growth modes, grouping
+    strategies, rate searches, ...), so a user adds one with a decorator instead of editing an ``if`` chain.
+
+    A registered function may declare what it ``needs`` from its caller (e.g. ``("momentum",)``); callers
+    provide those inputs only where a mode needs them. Iterating gives the names in registration order, so a
+    ``Modes`` serves as ``argparse`` ``choices``.
+
+    Args:
+        family: the option the modes are values of (``death``, ``growth``, ...), used in messages.
+
+    Example:
+        >>> colours = Modes("colour")
+        >>> @colours.register("red")
+        ... def red():
+        ...     return "#f00"
+        >>> colours["red"](), "red" in colours, list(colours)
+        ('#f00', True, ['red'])
+    """
+
+    def __init__(self, family: str):
+        self.family = family
+        self._functions: Dict[str, Callable] = {}
+        self._needs: Dict[str, tuple] = {}
+
+    def register(self, name: str, *, needs: Iterable[str] = ()) -> Callable[[Callable], Callable]:
+        """Decorator: register a function as mode ``name`` (an existing name is an error)."""
+
+        def add(fn: Callable) -> Callable:
+            if name in self._functions and self._functions[name] is not fn:
+                raise ValueError(f"{self.family}: mode {name!r} is already registered")
+            self._functions[name] = fn
+            self._needs[name] = tuple(needs)
+            return fn
+
+        return add
+
+    def __getitem__(self, name: str) -> Callable:
+        if name not in self._functions:
+            raise KeyError(f"unknown {self.family} {name!r} (registered: {', '.join(self)})")
+        return self._functions[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._functions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._functions))
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    def needs(self, name: str) -> tuple:
+        """What mode ``name`` declared it needs from its caller."""
+        return self._needs.get(name, ())
+
+    def __repr__(self) -> str:
+        return f"Modes({self.family!r}: {', '.join(self)})"
 
 
 PRUNERS = Registry("pruners")

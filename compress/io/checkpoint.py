@@ -8,14 +8,16 @@ everything against the model, optimizer and scheduler *before* changing any of t
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
 from compress.errors import CheckpointError
 from compress.io.files import atomic_write, safe_torch_load
-from compress.scheduling.scheduler import CompressionScheduler
+
+if TYPE_CHECKING:  # annotations only: io sits below scheduling
+    from compress.scheduling.scheduler import CompressionScheduler
 
 FORMAT = "compress.checkpoint"
 _PLAIN = (type(None), bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
+from compress import options
 from compress.errors import ArgumentError
 from compress.optim.snt_asgd import SparseNTASGD
 from compress.registry import register_extension
@@ -41,9 +42,7 @@ class NonMonotoneTrigger:
     """
 
     def __init__(self, nonmono: int = 5):
-        if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 0:
-            raise ArgumentError("nonmono", f"expected a non-negative integer, got {nonmono!r}")
-        self.nonmono = nonmono
+        self.nonmono = options.integer("nonmono", nonmono, minimum=0)
         self.history: List[float] = []
 
     def step(self, val_loss: float) -> bool:

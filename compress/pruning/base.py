@@ -13,30 +13,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from compress import options
 from compress.context import HookContext, Timing
 from compress.errors import ArgumentError, CompressError, key_path
 from compress.sparsity.names import ParameterIndex
 
 WeightSpec = Union[None, str, Sequence[str]]
-
-
-def check_fraction(key: str, value: Any, *, allow_one: bool = False) -> float:
-    """``value`` as a float in [0, 1) (or [0, 1]); ``ArgumentError`` naming ``key`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentError(key, f"expected a number in [0, 1{']' if allow_one else ')'}, got {value!r}")
-    value = float(value)
-    if not (0.0 <= value < 1.0 or (allow_one and value == 1.0)):
-        raise ArgumentError(key, f"must be in [0, 1{']' if allow_one else ')'}, got {value}")
-    return value
-
-
-def check_number(key: str, value: Any, *, minimum: Optional[float] = None) -> float:
-    """``value`` as a float (``>= minimum`` when given); ``ArgumentError`` naming ``key`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentError(key, f"expected a number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ArgumentError(key, f"must be >= {minimum}, got {value}")
-    return float(value)
 
 
 def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights") -> List[str]:
@@ -57,8 +39,7 @@ def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str)
     Exact names win over patterns, patterns over ``'*'``; ``'*'`` covers every parameter (biases too, as in
     Distiller).
     """
-    if not isinstance(targets, Mapping) or not targets:
-        raise ArgumentError(key, f"expected a mapping of weight names to values, got {targets!r}")
+    options.mapping(key, targets)
     out: Dict[str, Any] = {}
     exact = [k for k in targets if k != "*" and not (k.startswith("re:") or set("*?[") & set(k))]
     patterns = [k for k in targets if k != "*" and k not in exact]
@@ -75,13 +56,8 @@ def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str)
 
 
 def as_list(weights: WeightSpec) -> List[str]:
-    if weights is None:
-        return []
-    if isinstance(weights, str):
-        return [weights]
-    if not isinstance(weights, (list, tuple)):
-        raise ArgumentError("weights", f"expected a list of weight names or patterns, got {weights!r}")
-    return list(weights)
+    """The weight names or patterns of a ``weights`` argument, as a list (``None``: none given)."""
+    return [] if weights is None else options.names("weights", weights)
 
 
 class Pruner(abc.ABC):

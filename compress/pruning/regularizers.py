@@ -6,8 +6,9 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 from torch import nn
 
+from compress import options
 from compress.errors import ArgumentError
-from compress.pruning.base import check_number, resolve_targets
+from compress.pruning.base import resolve_targets
 from compress.registry import register_regularizer
 from compress.sparsity.names import ParameterIndex
 
@@ -28,10 +29,8 @@ def _group_norms(w: torch.Tensor, group_type: str) -> list:
 
 class _Regularizer:
     def __init__(self, name: str, reg_regims: Mapping[str, Any], threshold_criteria: Optional[str]):
-        if threshold_criteria not in THRESHOLD_CRITERIA:
-            raise ArgumentError("threshold_criteria", f"expected one of {THRESHOLD_CRITERIA}, got {threshold_criteria!r}")
-        if not isinstance(reg_regims, Mapping) or not reg_regims:
-            raise ArgumentError("reg_regims", f"expected a mapping of weight names to strengths, got {reg_regims!r}")
+        options.choice("threshold_criteria", threshold_criteria, THRESHOLD_CRITERIA)
+        options.mapping("reg_regims", reg_regims)
         self.name = name
         self.reg_regims = dict(reg_regims)
         self.threshold_criteria = threshold_criteria
@@ -58,7 +57,7 @@ class L1Regularizer(_Regularizer):
                  threshold_criteria: Optional[str] = None):
         super().__init__(name, reg_regims, threshold_criteria)
         for k, v in self.reg_regims.items():
-            check_number(f"reg_regims.{k}", v, minimum=0)
+            options.number(("reg_regims", k), v, minimum=0)
 
     def loss(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         terms = [self.targets[n] * params[n].abs().sum() for n in self.weights]
@@ -87,7 +86,7 @@ class GroupLassoRegularizer(_Regularizer):
         for k, v in self.reg_regims.items():
             if not (isinstance(v, (list, tuple)) and len(v) == 2 and v[1] in GROUP_TYPES):
                 raise ArgumentError(("reg_regims", k), f"expected [strength, group type in {GROUP_TYPES}], got {v!r}")
-            check_number(f"reg_regims.{k}", v[0], minimum=0)
+            options.number(("reg_regims", k, 0), v[0], minimum=0)
 
     def loss(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         terms = []

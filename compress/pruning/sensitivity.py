@@ -27,6 +27,7 @@ import yaml
 from tabulate import tabulate
 from torch import nn
 
+from compress import options
 from compress.errors import ArgumentError
 from compress.io.files import atomic_write
 from compress.pruning.criteria.groups import (
@@ -131,8 +132,7 @@ class SensitivityResult:
         Returns:
             Group name → chosen sparsity (0.0 for groups that cannot be pruned within the budget).
         """
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
-            raise ArgumentError("budget", f"expected a non-negative number, got {budget!r}")
+        options.number("budget", budget, minimum=0.0)
         curves: Dict[str, List[tuple]] = {}
         for g in self.groups:
             points = sorted((s, self.degradation(g.name, i, relative)) for i, s in enumerate(self.sparsities)
@@ -227,8 +227,7 @@ def sensitivity_analysis(model: nn.Module, evaluate: Callable[[nn.Module], float
     if not levels:
         raise ArgumentError("sparsities", "lists no sparsity levels")
     for i, s in enumerate(levels):
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s <= 1.0:
-            raise ArgumentError(("sparsities", i), f"expected a number in [0, 1], got {s!r}")
+        options.fraction(("sparsities", i), s, allow_one=True)
     work = copy.deepcopy(model)
     parameter_groups = group_parameters(ParameterIndex(work), grouping, weights, groups)
     store = MaskStore(work)

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from compress import options
 from compress.errors import ArgumentError, key_path
 from compress.modules import (
     EltwiseAdd,
@@ -134,17 +135,13 @@ def _bits(value: Any, key: str, allow_none: bool = True, maximum: int = 32) -> O
 
 
 def _flag(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentError(key, f"expected true or false, got {value!r}")
-    return value
+    return options.boolean(key, value)
 
 
 def _n_stds(value: Any, key: str) -> Optional[float]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
-        raise ArgumentError(key, f"expected a positive number of standard deviations, got {value!r}")
-    return float(value)
+    return options.number(key, value, minimum=0.0, min_open=True)
 
 
 def _fpq(value: Any, key: str) -> Optional[int]:

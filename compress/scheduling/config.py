@@ -326,31 +326,8 @@ class _Builder:
         return kind, name, policy, timing
 
     def build_timing(self, item: Mapping[str, Any], path: Path) -> Timing:
-        if "epochs" in item:
-            for key in ("starting_epoch", "ending_epoch", "frequency"):
-                if key in item:
-                    raise self.error("give either 'epochs' or starting_epoch/ending_epoch/frequency, not both",
-                                     *path, key)
-            epochs = item["epochs"]
-            if not isinstance(epochs, list) or not epochs:
-                raise self.error(f"expected a non-empty list of epochs, got {epochs!r}", *path, "epochs")
-            for j, e in enumerate(epochs):
-                if isinstance(e, bool) or not isinstance(e, int) or e < 0:
-                    raise self.error(f"expected a non-negative integer epoch, got {e!r}", *path, "epochs", j)
-            return Timing(epochs=tuple(epochs))
-        for key in ("starting_epoch", "ending_epoch"):
-            if key not in item:
-                raise self.error(f"missing '{key}' (or give 'epochs: [...]')", *path)
-        values = {k: item.get(k, 1 if k == "frequency" else None) for k in ("starting_epoch", "ending_epoch",
-                                                                             "frequency")}
-        for key, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise self.error(f"expected an integer, got {value!r}", *path, key)
-        if values["starting_epoch"] < 0:
-            raise self.error(f"must be >= 0, got {values['starting_epoch']}", *path, "starting_epoch")
-        if values["ending_epoch"] <= values["starting_epoch"]:
-            raise self.error(f"must be greater than starting_epoch ({values['starting_epoch']}); ending_epoch is "
-                             f"exclusive", *path, "ending_epoch")
-        if values["frequency"] < 1:
-            raise self.error(f"must be >= 1, got {values['frequency']}", *path, "frequency")
-        return Timing(**values)
+        keys = ("epochs", "starting_epoch", "ending_epoch", "frequency")
+        try:
+            return Timing(**{k: item[k] for k in keys if k in item})
+        except ArgumentError as exc:  # Timing checks its own values; the policy's path locates them
+            raise self.error(exc.message, *path, *exc.path) from None

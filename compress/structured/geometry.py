@@ -11,6 +11,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
+from compress import options
 from compress.errors import ArgumentError
 
 Segment = Tuple[int, int]
@@ -22,19 +23,12 @@ _EPS = 1e-7
 # -- argument checks --------------------------------------------------------------------------------------------
 def check_density(key: str, value: Any) -> float:
     """``value`` as a float in (0, 1]; ``ArgumentError`` naming ``key`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentError(key, f"expected a number in (0, 1], got {value!r}")
-    value = float(value)
-    if not 0.0 < value <= 1.0:
-        raise ArgumentError(key, f"must be in (0, 1], got {value}")
-    return value
+    return options.fraction(key, value, allow_zero=False, allow_one=True)
 
 
 def check_blocks(key: str, value: Any) -> int:
     """``value`` as an int >= 1; ``ArgumentError`` naming ``key`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ArgumentError(key, f"expected an integer >= 1, got {value!r}")
-    return value
+    return options.integer(key, value, minimum=1)
 
 
 def check_lstm_arguments(blocks: Optional[int] = None, density: Optional[float] = None,

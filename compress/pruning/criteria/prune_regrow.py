@@ -8,21 +8,87 @@ Counts are exact: every selection takes exactly the number of weights asked for 
 ``torch.topk``, deterministically for a given input), so the density after a prune-and-regrow event is exactly
 the density before it. The reference code (Selfish-RNN, sparse_learning) draws random growth as independent
 coin flips and removes every weight tied at the threshold, so its density only holds in expectation.
+
+Each family of modes is a :class:`~compress.registry.Modes` table (``SPARSE_INIT``, ``DEATH``, ``GROWTH``,
+``REDISTRIBUTION``) whose entries share one signature, so a new mode is one decorated function::
+
+    @DEATH.register("random")
+    def random_death(weights, masks, plan):
+        ...  # return a DeathResult
+
+and :class:`~compress.pruning.DynamicSparsityPruner` accepts ``death: random`` at once.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from compress.kernels.magnitude import kth_smallest_magnitude
+from compress.registry import Modes
 
-DEATH_MODES = ("magnitude", "SET", "threshold", "global_magnitude")
-GROWTH_MODES = ("random", "momentum", "gradient")
-REDISTRIBUTION_MODES = ("none", "magnitude", "nonzeros", "momentum")
-INIT_MODES = ("uniform", "ER")
+#: ``fn(shapes, density) -> per-layer densities``: how the initial topology spreads the density over layers.
+SPARSE_INIT = Modes("sparse_init")
+#: ``fn(weights, masks, plan: DeathPlan) -> DeathResult``: which active weights die in an event.
+DEATH = Modes("death")
+#: ``fn(survivors, n_grow, inputs: GrowthInputs) -> mask``: which inactive weights grow back in a layer.
+GROWTH = Modes("growth")
+#: ``fn(weights, masks, momenta, threshold) -> shares or None``: each layer's claim on the regrown weights;
+#: ``None`` means every layer regrows what it lost.
+REDISTRIBUTION = Modes("redistribution")
 SET_NEGATIVES = ("closest_to_zero", "most_negative")
+
+# The names of each family, for callers that list them (argparse choices, tests): the registries themselves,
+# so modes that users register later are included.
+INIT_MODES, DEATH_MODES, GROWTH_MODES, REDISTRIBUTION_MODES = SPARSE_INIT, DEATH, GROWTH, REDISTRIBUTION
+
+
+@dataclass(frozen=True)
+class DeathPlan:
+    """What a death criterion is asked to do in one event.
+
+    Args:
+        rate: the event's death rate.
+        active: active weights per layer before death.
+        per_layer: planned removals per layer (local criteria), from the rate and any redistribution cap.
+        total: planned removals over all layers together (global criteria).
+        threshold: the pruner's current magnitude threshold (threshold criteria).
+        set_negatives: which negative weights SET removes (``closest_to_zero`` or ``most_negative``).
+    """
+
+    rate: float
+    active: Tuple[int, ...]
+    per_layer: Tuple[int, ...]
+    total: int
+    threshold: float
+    set_negatives: str = "closest_to_zero"
+
+
+@dataclass(frozen=True)
+class DeathResult:
+    """The survivors of each layer and, where the criterion moves it, the pruner's new threshold."""
+
+    survivors: List[torch.Tensor]
+    threshold: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class GrowthInputs:
+    """What a growth criterion may read for one layer (only the inputs its mode ``needs`` are filled).
+
+    Args:
+        name: the weight's canonical name (for messages).
+        generator: a generator seeded for this event and layer (random growth).
+        momentum: the pruner's momentum of the dense gradient (``needs=("momentum",)``).
+        gradient: the dense gradient of the last minibatch (``needs=("gradient",)``).
+    """
+
+    name: str
+    generator: Optional[torch.Generator] = None
+    momentum: Optional[torch.Tensor] = None
+    gradient: Optional[torch.Tensor] = None
 
 
 def count(mask: torch.Tensor) -> int:
@@ -85,6 +151,13 @@ def apportion(total: int, shares: Sequence[float], capacity: Sequence[int]) -> L
     return counts
 
 
+@SPARSE_INIT.register("uniform")
+def uniform_densities(shapes: Sequence[Sequence[int]], density: float) -> List[float]:
+    """Every layer at the global density."""
+    return [density] * len(shapes)
+
+
+@SPARSE_INIT.register("ER")
 def erdos_renyi_densities(shapes: Sequence[Sequence[int]], density: float) -> List[float]:
     """Per-layer densities of the Erdős–Rényi initialisation (SET), scaled to an exact global density.
 
@@ -122,15 +195,13 @@ def initial_counts(shapes: Sequence[Sequence[int]], density: float, mode: str) -
     Args:
         shapes: the weight shapes.
         density: the global density, in (0, 1].
-        mode: ``"uniform"`` (every layer at ``density``) or ``"ER"`` (:func:`erdos_renyi_densities`).
+        mode: a :data:`SPARSE_INIT` mode: ``"uniform"`` (every layer at ``density``) or ``"ER"``
+            (:func:`erdos_renyi_densities`).
     """
     sizes = [math.prod(s) for s in shapes]
-    if mode == "uniform":
-        per_layer = [density] * len(shapes)
-    elif mode == "ER":
-        per_layer = erdos_renyi_densities(shapes, density)
-    else:
-        raise ValueError(f"sparse_init must be one of {', '.join(INIT_MODES)}, got {mode!r}")
+    if mode not in SPARSE_INIT:
+        raise ValueError(f"sparse_init must be one of {', '.join(SPARSE_INIT)}, got {mode!r}")
+    per_layer = SPARSE_INIT[mode](shapes, density)
     total = min(int(round(density * sum(sizes))), sum(sizes))
     return apportion(total, [d * n for d, n in zip(per_layer, sizes)], sizes)
 
@@ -251,29 +322,105 @@ def score_growth(mask: torch.Tensor, n_grow: int, scores: torch.Tensor) -> torch
     return mask | select(scores.detach().abs(), ~mask, n_grow, largest=True)
 
 
+@REDISTRIBUTION.register("none")
+def no_redistribution(weights, masks, momenta, threshold) -> None:
+    """Every layer regrows exactly what it lost: per-layer counts stay at their initial values."""
+    return None
+
+
+@REDISTRIBUTION.register("magnitude")
+def magnitude_shares(weights, masks, momenta, threshold) -> List[float]:
+    """Mean ``|w|`` over each layer's active weights."""
+    return [float(w.detach().abs()[m].sum()) / n if (n := count(m)) else 0.0 for w, m in zip(weights, masks)]
+
+
+@REDISTRIBUTION.register("nonzeros")
+def nonzero_shares(weights, masks, momenta, threshold) -> List[float]:
+    """Active weights with ``|w| > threshold`` in each layer."""
+    return [float(count(m & (w.detach().abs() > threshold))) for w, m in zip(weights, masks)]
+
+
+@REDISTRIBUTION.register("momentum", needs=("momentum",))
+def momentum_shares(weights, masks, momenta, threshold) -> List[float]:
+    """Mean ``|momentum|`` over each layer's active weights (SNFS)."""
+    if momenta is None:
+        raise ValueError("momentum redistribution needs momenta")
+    return [float(p.abs()[m].sum()) / n if (n := count(m)) else 0.0 for p, m in zip(momenta, masks)]
+
+
 def redistribution_scores(mode: str, weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
                           momenta: Optional[Sequence[torch.Tensor]] = None, threshold: float = 0.0) -> List[float]:
     """Each layer's claim on the weights regrown in an event (normalised by :func:`apportion`).
 
     Args:
-        mode: ``"magnitude"`` (mean ``|w|`` over active weights), ``"nonzeros"`` (active weights with
-            ``|w| > threshold``) or ``"momentum"`` (mean ``|momentum|`` over active weights).
+        mode: a :data:`REDISTRIBUTION` mode other than ``"none"``: ``"magnitude"`` (mean ``|w|`` over active
+            weights), ``"nonzeros"`` (active weights with ``|w| > threshold``) or ``"momentum"`` (mean
+            ``|momentum|`` over active weights).
         weights: the weights, before death.
         masks: their masks, before death.
         momenta: per-layer momentum tensors, for ``"momentum"``.
         threshold: the shared threshold, for ``"nonzeros"``.
     """
-    out = []
-    for i, (w, m) in enumerate(zip(weights, masks)):
-        n = count(m)
-        if mode == "magnitude":
-            out.append(float(w.detach().abs()[m].sum()) / n if n else 0.0)
-        elif mode == "nonzeros":
-            out.append(float(count(m & (w.detach().abs() > threshold))))
-        elif mode == "momentum":
-            if momenta is None:
-                raise ValueError("momentum redistribution needs momenta")
-            out.append(float(momenta[i].abs()[m].sum()) / n if n else 0.0)
-        else:
-            raise ValueError(f"no redistribution scores for mode {mode!r}")
-    return out
+    if mode not in REDISTRIBUTION:
+        raise ValueError(f"no redistribution scores for mode {mode!r}")
+    shares = REDISTRIBUTION[mode](weights, masks, momenta, threshold)
+    if shares is None:
+        raise ValueError(f"redistribution {mode!r} assigns no shares")
+    return shares
+
+
+# -- the registered death and growth modes ------------------------------------------------------------------
+@DEATH.register("magnitude")
+def _magnitude_death_mode(weights, masks, plan: DeathPlan) -> DeathResult:
+    """The ``per_layer`` active weights of smallest magnitude in each layer."""
+    return DeathResult([magnitude_death(w, m, n) for w, m, n in zip(weights, masks, plan.per_layer)])
+
+
+@DEATH.register("SET")
+def _set_death_mode(weights, masks, plan: DeathPlan) -> DeathResult:
+    """SET's death per layer (:func:`set_death`)."""
+    return DeathResult([set_death(w, m, n, plan.set_negatives) for w, m, n in zip(weights, masks, plan.per_layer)])
+
+
+@DEATH.register("threshold")
+def _threshold_death_mode(weights, masks, plan: DeathPlan) -> DeathResult:
+    """``|w| <= threshold`` dies; the threshold doubles when fewer than 98% of the planned weights died and
+    halves above 102%, for the next event (Selfish-RNN's adaptive threshold)."""
+    survivors = [threshold_death(w, m, plan.threshold) for w, m in zip(weights, masks)]
+    removed = sum(plan.active) - sum(count(s) for s in survivors)
+    expected = plan.rate * sum(plan.active)
+    threshold = plan.threshold
+    if expected > 0 and removed < 0.98 * expected:
+        threshold *= 2.0
+    elif expected > 0 and removed > 1.02 * expected:
+        threshold /= 2.0
+    return DeathResult(survivors, threshold)
+
+
+@DEATH.register("global_magnitude")
+def _global_magnitude_death_mode(weights, masks, plan: DeathPlan) -> DeathResult:
+    """The ``total`` active weights of smallest magnitude over all layers (:func:`global_magnitude_death`)."""
+    survivors, tau = global_magnitude_death(weights, masks, plan.total)
+    return DeathResult(survivors, tau)
+
+
+@GROWTH.register("random")
+def _random_growth_mode(survivors: torch.Tensor, n_grow: int, inputs: GrowthInputs) -> torch.Tensor:
+    """Uniformly at random over the inactive positions (:func:`random_growth`)."""
+    return random_growth(survivors, n_grow, inputs.generator)
+
+
+@GROWTH.register("momentum", needs=("momentum",))
+def _momentum_growth_mode(survivors: torch.Tensor, n_grow: int, inputs: GrowthInputs) -> torch.Tensor:
+    """The largest momentum of the dense gradient (SNFS)."""
+    momentum = inputs.momentum if inputs.momentum is not None else torch.zeros_like(survivors, dtype=torch.float)
+    return score_growth(survivors, n_grow, momentum)
+
+
+@GROWTH.register("gradient", needs=("gradient",))
+def _gradient_growth_mode(survivors: torch.Tensor, n_grow: int, inputs: GrowthInputs) -> torch.Tensor:
+    """The largest gradient of the last minibatch (RigL)."""
+    if inputs.gradient is None:
+        raise RuntimeError(f"gradient growth needs the gradient of {inputs.name!r} from the last minibatch, but it "
+                           f"is None (is the loop zeroing gradients with set_to_none before the epoch ends?)")
+    return score_growth(survivors, n_grow, inputs.gradient)

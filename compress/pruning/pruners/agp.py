@@ -5,9 +5,10 @@ from typing import Dict
 
 import torch
 
+from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, WeightSpec, check_fraction
+from compress.pruning.base import Pruner, WeightSpec
 from compress.pruning.criteria.magnitude import global_level_masks, level_mask
 from compress.pruning.ramps import agp_sparsity, agp_sparsity_per_step
 from compress.registry import register_pruner
@@ -37,17 +38,13 @@ class AutomatedGradualPruner(Pruner):
     def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, weights: WeightSpec,
                  ramp: str = "epoch", budget: str = "per_tensor"):
         super().__init__(name, weights)
-        self.initial_sparsity = check_fraction("initial_sparsity", initial_sparsity)
-        self.final_sparsity = check_fraction("final_sparsity", final_sparsity)
+        self.initial_sparsity = options.fraction("initial_sparsity", initial_sparsity)
+        self.final_sparsity = options.fraction("final_sparsity", final_sparsity)
         if self.final_sparsity < self.initial_sparsity:
             raise ArgumentError("final_sparsity", f"must be >= initial_sparsity ({self.initial_sparsity}), "
                                                   f"got {self.final_sparsity}")
-        if ramp not in ("epoch", "minibatch"):
-            raise ArgumentError("ramp", f"expected 'epoch' or 'minibatch', got {ramp!r}")
-        if budget not in ("per_tensor", "global"):
-            raise ArgumentError("budget", f"expected 'per_tensor' or 'global', got {budget!r}")
-        self.ramp = ramp
-        self.budget = budget
+        self.ramp = options.choice("ramp", ramp, ("epoch", "minibatch"))
+        self.budget = options.choice("budget", budget, ("per_tensor", "global"))
         self.prunes_every_minibatch = ramp == "minibatch"
 
     def target(self, step: HookContext) -> float:

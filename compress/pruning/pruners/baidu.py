@@ -5,9 +5,9 @@ from typing import Dict
 
 import torch
 
+from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, WeightSpec, check_number
+from compress.pruning.base import Pruner, WeightSpec
 from compress.pruning.ramps import baidu_threshold
 from compress.registry import register_pruner
 
@@ -29,11 +29,9 @@ class BaiduRNNPruner(Pruner):
 
     def __init__(self, name: str, q: float, ramp_epoch_offset: int, ramp_slope_mult: float, weights: WeightSpec):
         super().__init__(name, weights)
-        self.q = check_number("q", q, minimum=0)
-        if isinstance(ramp_epoch_offset, bool) or not isinstance(ramp_epoch_offset, int) or ramp_epoch_offset < 0:
-            raise ArgumentError("ramp_epoch_offset", f"expected a non-negative integer, got {ramp_epoch_offset!r}")
-        self.ramp_epoch_offset = ramp_epoch_offset
-        self.ramp_slope_mult = check_number("ramp_slope_mult", ramp_slope_mult, minimum=0)
+        self.q = options.number("q", q, minimum=0)
+        self.ramp_epoch_offset = options.integer("ramp_epoch_offset", ramp_epoch_offset, minimum=0)
+        self.ramp_slope_mult = options.number("ramp_slope_mult", ramp_slope_mult, minimum=0)
 
     def threshold(self, step: HookContext) -> float:
         return baidu_threshold(self.q, self.ramp_epoch_offset, self.ramp_slope_mult, step.epoch, step.timing)

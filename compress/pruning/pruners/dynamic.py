@@ -18,20 +18,14 @@ from the scheduler's hooks.
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
+from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError, CheckpointError
-from compress.pruning.base import (
-    RegrowingPruner,
-    TopologyUpdate,
-    WeightSpec,
-    check_number,
-    resolve_weights,
-)
+from compress.pruning.base import RegrowingPruner, TopologyUpdate, WeightSpec, resolve_weights
 from compress.pruning.criteria import prune_regrow as pr
 from compress.pruning.ramps import cosine_decay
 from compress.registry import register_pruner
@@ -43,25 +37,14 @@ DECAY_MODES = ("cosine", "constant")
 _SEED_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
-def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ArgumentError(key, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
-    return value
-
-
 def _density_from(density: Any, sparsity: Any) -> float:
     if density is not None and sparsity is not None:
         raise ArgumentError("sparsity", "give density or sparsity, not both")
     if density is None and sparsity is None:
         raise ArgumentError("density", "missing: give density (fraction of weights kept) or sparsity")
-    key, value = ("density", density) if density is not None else ("sparsity", sparsity)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ArgumentError(key, f"expected a number, got {value!r}")
-    d = float(value) if key == "density" else 1.0 - float(value)
-    if not 0.0 < d <= 1.0:
-        bounds = "(0, 1]" if key == "density" else "[0, 1)"
-        raise ArgumentError(key, f"must be in {bounds}, got {value}")
-    return d
+    if density is not None:
+        return options.number("density", density, minimum=0.0, maximum=1.0, min_open=True)
+    return 1.0 - options.fraction("sparsity", sparsity)
 
 
 def _mix_seed(*parts: int) -> int:
@@ -135,35 +118,29 @@ class DynamicSparsityPruner(RegrowingPruner):
                  seed: Optional[int] = None):
         super().__init__(name, weights)
         self.density = _density_from(density, sparsity)
-        self.sparse_init = _choice("sparse_init", sparse_init, pr.INIT_MODES)
-        self.death = _choice("death", death, pr.DEATH_MODES)
-        self.growth = _choice("growth", growth, pr.GROWTH_MODES)
-        self.redistribution = _choice("redistribution", redistribution, pr.REDISTRIBUTION_MODES)
-        self.death_rate = check_number("death_rate", death_rate, minimum=0.0)
-        if not 0.0 < self.death_rate < 1.0:
-            raise ArgumentError("death_rate", f"must be in (0, 1), got {death_rate}")
-        self.death_rate_decay = _choice("death_rate_decay", death_rate_decay, DECAY_MODES)
-        self.death_rate_floor = check_number("death_rate_floor", death_rate_floor, minimum=0.0)
-        if self.death_rate_floor > self.death_rate:
-            raise ArgumentError("death_rate_floor", f"must be <= death_rate ({self.death_rate}), "
-                                                    f"got {death_rate_floor}")
-        if decay_epochs is not None and (isinstance(decay_epochs, bool) or not isinstance(decay_epochs, int)
-                                         or decay_epochs < 1):
-            raise ArgumentError("decay_epochs", f"expected a positive integer, got {decay_epochs!r}")
-        self.decay_epochs = decay_epochs
-        if update_frequency != "epoch" and (isinstance(update_frequency, bool)
-                                            or not isinstance(update_frequency, int) or update_frequency < 1):
-            raise ArgumentError("update_frequency", f"expected 'epoch' or a positive number of minibatches, "
-                                                    f"got {update_frequency!r}")
+        self.sparse_init = options.choice("sparse_init", sparse_init, pr.SPARSE_INIT)
+        self.death = options.choice("death", death, pr.DEATH)
+        self.growth = options.choice("growth", growth, pr.GROWTH)
+        self.redistribution = options.choice("redistribution", redistribution, pr.REDISTRIBUTION)
+        self.death_rate = options.number("death_rate", death_rate, minimum=0.0, maximum=1.0, min_open=True,
+                                         max_open=True)
+        self.death_rate_decay = options.choice("death_rate_decay", death_rate_decay, DECAY_MODES)
+        self.death_rate_floor = options.number("death_rate_floor", death_rate_floor, minimum=0.0,
+                                               maximum=self.death_rate)
+        self.decay_epochs = options.optional(options.integer, "decay_epochs", decay_epochs, minimum=1)
+        if update_frequency != "epoch":
+            try:
+                options.integer("update_frequency", update_frequency, minimum=1)
+            except ArgumentError:
+                raise ArgumentError("update_frequency", f"expected 'epoch' or a positive number of minibatches, "
+                                                        f"got {update_frequency!r}") from None
         self.update_frequency = update_frequency
-        self.initial_threshold = check_number("threshold", threshold, minimum=0.0)
-        self.set_negatives = _choice("set_negatives", set_negatives, pr.SET_NEGATIVES)
-        self.growth_momentum = check_number("growth_momentum", growth_momentum, minimum=0.0)
-        if self.growth_momentum >= 1.0:
-            raise ArgumentError("growth_momentum", f"must be in [0, 1), got {growth_momentum}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ArgumentError("seed", f"expected an integer, got {seed!r}")
-        self.seed = int(seed) if seed is not None else torch.initial_seed()
+        self.initial_threshold = options.number("threshold", threshold, minimum=0.0)
+        self.set_negatives = options.choice("set_negatives", set_negatives, pr.SET_NEGATIVES)
+        self.growth_momentum = options.number("growth_momentum", growth_momentum, minimum=0.0, maximum=1.0,
+                                              max_open=True)
+        seed = options.optional(options.integer, "seed", seed)
+        self.seed = seed if seed is not None else torch.initial_seed()
         self._index: Optional[ParameterIndex] = None
         self._reset_state()
 
@@ -179,7 +156,8 @@ class DynamicSparsityPruner(RegrowingPruner):
 
     @property
     def uses_momentum(self) -> bool:
-        return self.growth == "momentum" or self.redistribution == "momentum"
+        """True when the growth or redistribution mode reads the pruner's momentum of the dense gradient."""
+        return "momentum" in pr.GROWTH.needs(self.growth) + pr.REDISTRIBUTION.needs(self.redistribution)
 
     # -- binding -----------------------------------------------------------------------------------------------
     def bind(self, index: ParameterIndex) -> None:
@@ -216,7 +194,7 @@ class DynamicSparsityPruner(RegrowingPruner):
             self.decay_steps = self._decay_epochs(timing) * int(minibatches_per_epoch)
         if self.uses_momentum:
             self._accumulate_momentum(params)
-        if self.growth == "gradient" and self.update_frequency == "epoch" and last_of_epoch:
+        if "gradient" in pr.GROWTH.needs(self.growth) and self.update_frequency == "epoch" and last_of_epoch:
             self._last_grads = {n: p.grad.detach().abs() for n, p in params.items() if p.grad is not None}
         return self.update_frequency != "epoch" and self.steps % self.update_frequency == 0
 
@@ -284,22 +262,21 @@ class DynamicSparsityPruner(RegrowingPruner):
         masks = [m.to(device=w.device, dtype=torch.bool) for m, w in zip(masks, weights)]
         active = [pr.count(m) for m in masks]
         rate = self.current_death_rate()
-        shares = None
-        if self.redistribution != "none":
-            shares = pr.redistribution_scores(self.redistribution, weights, masks,
-                                              [self._momentum_of(n, params[n]) for n in names]
-                                              if self.redistribution == "momentum" else None, self.threshold)
-        survivors = self._death(weights, masks, active, rate, shares)
+        momenta = ([self._momentum_of(n, params[n]) for n in names]
+                   if "momentum" in pr.REDISTRIBUTION.needs(self.redistribution) else None)
+        shares = pr.REDISTRIBUTION[self.redistribution](weights, masks, momenta, self.threshold)
+        death = pr.DEATH[self.death](weights, masks, self._death_plan(weights, active, rate, shares))
+        survivors = death.survivors
+        if death.threshold is not None:
+            self.threshold = death.threshold
         kept = [pr.count(s) for s in survivors]
         sizes = [w.numel() for w in weights]
-        if self.redistribution == "none":
+        if shares is None:  # every layer regrows what it lost
             grow = [max(0, t - k) for t, k in zip(self.targets, kept)]
         else:
             total = max(0, sum(self.targets) - sum(kept))
             grow = pr.apportion(total, shares, [n - k for n, k in zip(sizes, kept)])
         new = self._growth(names, weights, survivors, grow, params)
-        if self.death == "threshold":
-            self._adapt_threshold(sum(active) - sum(kept), rate * sum(active))
         self.events += 1
         removed = {n: a - k for n, a, k in zip(names, active, kept)}
         update = TopologyUpdate(dict(zip(names, survivors)), dict(zip(names, new)), rate, removed,
@@ -312,54 +289,37 @@ class DynamicSparsityPruner(RegrowingPruner):
         m = self.momentum.get(name)
         return m if m is not None else torch.zeros_like(param)
 
-    def _death(self, weights, masks, active, rate, shares) -> List[torch.Tensor]:
-        if self.death == "threshold":
-            return [pr.threshold_death(w, m, self.threshold) for w, m in zip(weights, masks)]
-        if self.death == "global_magnitude":
-            survivors, tau = pr.global_magnitude_death(weights, masks, pr.removal_count(rate, sum(active)))
-            if tau is not None:
-                self.threshold = tau
-            return survivors
-        out = []
+    def _death_plan(self, weights, active, rate, shares) -> pr.DeathPlan:
+        per_layer = []
         norm = sum(shares) if shares else 0.0
-        for i, (w, m, a) in enumerate(zip(weights, masks, active)):
+        for i, (w, a) in enumerate(zip(weights, active)):
             layer_rate = rate
             if shares is not None and norm > 0:
                 layer_rate = pr.capped_death_rate(rate, 1.0 - a / w.numel(), shares[i] / norm, len(weights))
-            n_remove = pr.removal_count(layer_rate, a)
-            if self.death == "magnitude":
-                out.append(pr.magnitude_death(w, m, n_remove))
-            else:
-                out.append(pr.set_death(w, m, n_remove, self.set_negatives))
-        return out
+            per_layer.append(pr.removal_count(layer_rate, a))
+        return pr.DeathPlan(rate=rate, active=tuple(active), per_layer=tuple(per_layer),
+                            total=pr.removal_count(rate, sum(active)), threshold=self.threshold,
+                            set_negatives=self.set_negatives)
 
     def _growth(self, names, weights, survivors, grow, params) -> List[torch.Tensor]:
+        needs = pr.GROWTH.needs(self.growth)
+        grow_fn = pr.GROWTH[self.growth]
         out = []
         for i, (name, w, s, g) in enumerate(zip(names, weights, survivors, grow)):
-            if self.growth == "random":
-                out.append(pr.random_growth(s, g, self._generator(w.device, self.events + 1, i)))
-                continue
-            if self.growth == "momentum":
-                scores = self._momentum_of(name, w)
-            else:
-                scores = self._last_grads.get(name)
-                if scores is None:
-                    scores = params[name].grad
-                if scores is None:
-                    raise RuntimeError(f"{self.name}: gradient growth needs the gradient of {name!r} from the "
-                                       f"last minibatch, but it is None (is the loop zeroing gradients with "
-                                       f"set_to_none before the epoch ends?)")
-            out.append(pr.score_growth(s, g, scores))
+            gradient = None
+            if "gradient" in needs:
+                gradient = self._last_grads.get(name)
+                if gradient is None:
+                    gradient = params[name].grad
+            inputs = pr.GrowthInputs(name, generator=self._generator(w.device, self.events + 1, i),
+                                     momentum=self._momentum_of(name, w) if "momentum" in needs else None,
+                                     gradient=gradient)
+            try:
+                out.append(grow_fn(s, g, inputs))
+            except RuntimeError as exc:
+                raise RuntimeError(f"{self.name}: {exc}") from None
         self._last_grads = {}
         return out
-
-    def _adapt_threshold(self, removed: int, expected: float) -> None:
-        if expected <= 0:
-            return
-        if removed < 0.98 * expected:
-            self.threshold *= 2.0
-        elif removed > 1.02 * expected:
-            self.threshold /= 2.0
 
     # -- state -------------------------------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:

@@ -1,13 +1,13 @@
 """Level pruning: keep the largest-magnitude weights so that each tensor reaches a given sparsity."""
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Any, Dict, Mapping
 
 import torch
 
+from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, check_fraction, resolve_targets
+from compress.pruning.base import Pruner, resolve_targets
 from compress.pruning.criteria.magnitude import level_mask
 from compress.registry import register_pruner
 from compress.sparsity.names import ParameterIndex
@@ -27,10 +27,20 @@ class SparsityLevelParameterPruner(Pruner):
 
     def __init__(self, name: str, levels: Mapping[str, float]):
         super().__init__(name)
-        if not isinstance(levels, Mapping) or not levels:
-            raise ArgumentError("levels", f"expected a mapping of weight names to sparsity levels, got {levels!r}")
-        self.levels = {k: check_fraction(f"levels.{k}", v) for k, v in levels.items()}
+        self.levels = self.check_levels(levels)
         self.targets: Dict[str, float] = {}
+
+    @staticmethod
+    def check_levels(levels: Any, key: str = "levels") -> Dict[str, float]:
+        """``levels`` validated: a non-empty mapping of names or patterns to sparsities in [0, 1).
+
+        A policy's ``args: {levels: ...}`` override goes through the same check (Distiller's spelling).
+
+        Raises:
+            ArgumentError: naming the offending entry (``levels.rnn.weight_hh_l0``).
+        """
+        options.mapping(key, levels)
+        return {k: options.fraction((key, k), v) for k, v in levels.items()}
 
     def bind(self, index: ParameterIndex) -> None:
         self.targets = {n: s for n, s in resolve_targets(index, self.levels, "levels").items() if s > 0}

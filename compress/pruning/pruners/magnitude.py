@@ -5,9 +5,9 @@ from typing import Dict, Mapping
 
 import torch
 
+from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, check_number, resolve_targets
+from compress.pruning.base import Pruner, resolve_targets
 from compress.registry import register_pruner
 from compress.sparsity.names import ParameterIndex
 
@@ -24,9 +24,8 @@ class MagnitudeParameterPruner(Pruner):
 
     def __init__(self, name: str, thresholds: Mapping[str, float]):
         super().__init__(name)
-        if not isinstance(thresholds, Mapping) or not thresholds:
-            raise ArgumentError("thresholds", f"expected a mapping of weight names to thresholds, got {thresholds!r}")
-        self.thresholds = {k: check_number(f"thresholds.{k}", v, minimum=0) for k, v in thresholds.items()}
+        options.mapping("thresholds", thresholds)
+        self.thresholds = {k: options.number(("thresholds", k), v, minimum=0) for k, v in thresholds.items()}
         self.targets: Dict[str, float] = {}
 
     def bind(self, index: ParameterIndex) -> None:

@@ -5,9 +5,9 @@ from typing import Any, Dict, Mapping
 
 import torch
 
+from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, check_number, resolve_targets
+from compress.pruning.base import Pruner, resolve_targets
 from compress.registry import register_pruner
 from compress.sparsity.names import ParameterIndex
 
@@ -28,10 +28,9 @@ class SensitivityPruner(Pruner):
 
     def __init__(self, name: str, sensitivities: Mapping[str, float]):
         super().__init__(name)
-        if not isinstance(sensitivities, Mapping) or not sensitivities:
-            raise ArgumentError("sensitivities", f"expected a mapping of weight names to sensitivities, "
-                                                 f"got {sensitivities!r}")
-        self.sensitivities = {k: check_number(f"sensitivities.{k}", v, minimum=0) for k, v in sensitivities.items()}
+        options.mapping("sensitivities", sensitivities)
+        self.sensitivities = {k: options.number(("sensitivities", k), v, minimum=0)
+                              for k, v in sensitivities.items()}
         self.targets: Dict[str, float] = {}
         self.stds: Dict[str, float] = {}
 

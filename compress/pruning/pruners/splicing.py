@@ -5,9 +5,10 @@ from typing import Any, Dict, Mapping
 
 import torch
 
+from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, check_number, resolve_targets
+from compress.pruning.base import Pruner, resolve_targets
 from compress.registry import register_pruner
 from compress.sparsity.names import ParameterIndex
 
@@ -33,16 +34,14 @@ class SplicingPruner(Pruner):
     def __init__(self, name: str, sensitivities: Mapping[str, float], low_thresh_mult: float,
                  hi_thresh_mult: float, sensitivity_multiplier: float = 0):
         super().__init__(name)
-        if not isinstance(sensitivities, Mapping) or not sensitivities:
-            raise ArgumentError("sensitivities", f"expected a mapping of weight names to sensitivities, "
-                                                 f"got {sensitivities!r}")
-        self.sensitivities = {k: check_number(f"sensitivities.{k}", v) for k, v in sensitivities.items()}
-        self.low_thresh_mult = check_number("low_thresh_mult", low_thresh_mult, minimum=0)
-        self.hi_thresh_mult = check_number("hi_thresh_mult", hi_thresh_mult, minimum=0)
+        options.mapping("sensitivities", sensitivities)
+        self.sensitivities = {k: options.number(("sensitivities", k), v) for k, v in sensitivities.items()}
+        self.low_thresh_mult = options.number("low_thresh_mult", low_thresh_mult, minimum=0)
+        self.hi_thresh_mult = options.number("hi_thresh_mult", hi_thresh_mult, minimum=0)
         if self.hi_thresh_mult < self.low_thresh_mult:
             raise ArgumentError("hi_thresh_mult", f"must be >= low_thresh_mult ({self.low_thresh_mult}), "
                                                   f"got {self.hi_thresh_mult}")
-        self.sensitivity_multiplier = check_number("sensitivity_multiplier", sensitivity_multiplier, minimum=0)
+        self.sensitivity_multiplier = options.number("sensitivity_multiplier", sensitivity_multiplier, minimum=0)
         self.targets: Dict[str, float] = {}
         self.stats: Dict[str, tuple] = {}
 

@@ -29,15 +29,15 @@ A training loop that serves any schedule can set it on every component that has 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError, CompressError
-from compress.pruning.base import SearchingPruner, check_fraction
+from compress.pruning.base import SearchingPruner
 from compress.pruning.criteria.groups import (
     STRATEGIES,
     ParameterGroup,
@@ -60,18 +60,6 @@ log = logging.getLogger(__name__)
 
 _GREEDY_OPTIONS = ("step", "min_step")
 _NCS_OPTIONS = ("population", "generations", "sigma", "seed")
-
-
-def _check_int(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ArgumentError(key, f"expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentError(key, f"expected true or false, got {value!r}")
-    return value
 
 
 @register_pruner
@@ -123,10 +111,7 @@ class StageWisePruner(SearchingPruner):
                  retries: int = 0, evaluate: Optional[Callable[[nn.Module], float]] = None):
         super().__init__(name)
         self.constraint = Constraint(max_degradation, mode, relative)
-        if isinstance(recovery_tolerance, bool) or not isinstance(recovery_tolerance, (int, float)) \
-                or not math.isfinite(recovery_tolerance) or recovery_tolerance < 0:
-            raise ArgumentError("recovery_tolerance", f"expected a number >= 0, got {recovery_tolerance!r}")
-        self.recovery_tolerance = float(recovery_tolerance)
+        self.recovery_tolerance = options.number("recovery_tolerance", recovery_tolerance, minimum=0.0)
         if grouping not in STRATEGIES and grouping not in ("simple", "time"):
             raise ArgumentError("grouping", f"unknown grouping {grouping!r} (expected one of {', '.join(STRATEGIES)})")
         self.grouping = grouping
@@ -144,18 +129,17 @@ class StageWisePruner(SearchingPruner):
         self.search_name = search
         self.search_options = given
         self.make_search()  # validates the options now, where the schedule's line is known
-        self.lower = check_fraction("lower", lower, allow_one=True)
-        self.upper = check_fraction("upper", upper, allow_one=True)
+        self.lower = options.fraction("lower", lower, allow_one=True)
+        self.upper = options.fraction("upper", upper, allow_one=True)
         if self.lower > self.upper:
             raise ArgumentError("lower", f"must be <= upper ({self.upper}), got {self.lower}")
-        self.max_evaluations = None if max_evaluations is None else _check_int("max_evaluations", max_evaluations, 1)
-        self.retrain_epochs = _check_int("retrain_epochs", retrain_epochs, 0)
-        self.stop_at_recovery = _check_bool("stop_at_recovery", stop_at_recovery)
-        self.min_improvement = check_fraction("min_improvement", min_improvement)
-        self.target_sparsity = None if target_sparsity is None else check_fraction("target_sparsity",
-                                                                                   target_sparsity)
-        self.max_iterations = _check_int("max_iterations", max_iterations, 1)
-        self.retries = _check_int("retries", retries, 0)
+        self.max_evaluations = options.optional(options.integer, "max_evaluations", max_evaluations, minimum=1)
+        self.retrain_epochs = options.integer("retrain_epochs", retrain_epochs, minimum=0)
+        self.stop_at_recovery = options.boolean("stop_at_recovery", stop_at_recovery)
+        self.min_improvement = options.fraction("min_improvement", min_improvement)
+        self.target_sparsity = options.optional(options.fraction, "target_sparsity", target_sparsity)
+        self.max_iterations = options.integer("max_iterations", max_iterations, minimum=1)
+        self.retries = options.integer("retries", retries, minimum=0)
         if evaluate is not None and not callable(evaluate):
             raise ArgumentError("evaluate", "must be a callable evaluate(model) -> float; it cannot come from YAML: "
                                             "set the pruner's .evaluate attribute in code")

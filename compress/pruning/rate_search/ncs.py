@@ -24,6 +24,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from compress import options
+
 __all__ = ["NegativelyCorrelatedSearch", "bhattacharyya_distance"]
 
 ArrayLike = Union[float, Sequence[float], np.ndarray]
@@ -78,12 +80,8 @@ class NegativelyCorrelatedSearch:
         sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (dim,))
         if np.any(sigma <= 0):
             raise ValueError(f"sigma must be positive, got {sigma}")
-        if population < 2:
-            raise ValueError(f"population must be at least 2 (diversity needs others), got {population}")
-        if generations < 1:
-            raise ValueError(f"generations must be at least 1, got {generations}")
-        self.population = int(population)
-        self.generations = int(generations)
+        self.population = options.integer("population", population, minimum=2)  # diversity needs others
+        self.generations = options.integer("generations", generations, minimum=1)
         self.epoch = int(epoch or population)
         self.r = float(r)
         self.lambda_sigma = float(lambda_sigma)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compress import options
 from compress.errors import ArgumentError, key_path
 from compress.pruning.criteria.groups import (
     ParameterGroup,
@@ -85,14 +86,11 @@ class Constraint:
     relative: bool = False
 
     def __post_init__(self):
-        c = self.max_degradation
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
-            raise ArgumentError("max_degradation", f"expected a positive number, got {c!r}")
+        options.number("max_degradation", self.max_degradation, minimum=0.0, min_open=True)
         if self.mode not in ("min", "max"):
             raise ArgumentError("mode", f"expected 'min' (lower is better: perplexity, loss) or 'max' (higher is "
                                         f"better: accuracy), got {self.mode!r}")
-        if not isinstance(self.relative, bool):
-            raise ArgumentError("relative", f"expected true or false, got {self.relative!r}")
+        options.boolean("relative", self.relative)
 
     def degradation(self, value: float, baseline: float) -> float:
         """How much worse ``value`` is than ``baseline`` (negative when better; ``inf`` for NaN)."""
@@ -316,12 +314,8 @@ class GreedyRateSearch:
     name = "greedy"
 
     def __init__(self, step: float = 0.2, min_step: float = 1 / 64):
-        if not isinstance(step, (int, float)) or not 0 < step < 1:
-            raise ArgumentError("step", f"expected a number in (0, 1), got {step!r}")
-        if not isinstance(min_step, (int, float)) or not 0 < min_step <= step:
-            raise ArgumentError("min_step", f"expected a number in (0, step], got {min_step!r}")
-        self.step = float(step)
-        self.min_step = float(min_step)
+        self.step = options.number("step", step, minimum=0.0, maximum=1.0, min_open=True, max_open=True)
+        self.min_step = options.number("min_step", min_step, minimum=0.0, maximum=self.step, min_open=True)
 
     def run(self, objective: _Objective, start: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         x = start.copy()
@@ -374,17 +368,10 @@ class NCSRateSearch:
     name = "ncs"
 
     def __init__(self, population: int = 6, generations: int = 100, sigma: float = 0.05, seed: int = 0):
-        for key, value, low in (("population", population, 2), ("generations", generations, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ArgumentError(key, f"expected an integer >= {low}, got {value!r}")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise ArgumentError("sigma", f"expected a positive number, got {sigma!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ArgumentError("seed", f"expected an integer, got {seed!r}")
-        self.population = population
-        self.generations = generations
-        self.sigma = float(sigma)
-        self.seed = seed
+        self.population = options.integer("population", population, minimum=2)
+        self.generations = options.integer("generations", generations, minimum=1)
+        self.sigma = options.number("sigma", sigma, minimum=0.0, min_open=True)
+        self.seed = options.integer("seed", seed)
 
     def run(self, objective: _Objective, start: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         ncs = NegativelyCorrelatedSearch(start, self.sigma, lower, upper, population=self.population,
@@ -413,8 +400,7 @@ def _bounds(groups: Sequence[ParameterGroup], value: Optional[Bound], default: f
     else:
         out = [value] * len(groups)
     for v in out:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-            raise ArgumentError(key, f"expected rates in [0, 1], got {v!r}")
+        options.fraction(key, v, allow_one=True)
     return np.array(out, dtype=np.float64)
 
 
@@ -453,13 +439,10 @@ def search_group_rates(model: nn.Module, groups: Sequence[ParameterGroup], evalu
         if search not in SEARCHES:
             raise ArgumentError("search", f"unknown search {search!r} (expected one of {', '.join(SEARCHES)})")
         search = SEARCHES[search]()
-    if not callable(evaluate):
-        raise ArgumentError("evaluate", f"expected a callable evaluate(model) -> float, got {evaluate!r}")
+    options.function("evaluate", evaluate, "a callable evaluate(model) -> float")
     if not groups:
         raise ArgumentError("groups", "no groups to search")
-    if max_evaluations is not None and (isinstance(max_evaluations, bool) or not isinstance(max_evaluations, int)
-                                        or max_evaluations < 1):
-        raise ArgumentError("max_evaluations", f"expected a positive integer, got {max_evaluations!r}")
+    options.optional(options.integer, "max_evaluations", max_evaluations, minimum=1)
     low = _bounds(groups, lower, 0.0, "lower")
     high = _bounds(groups, upper, 0.999, "upper")
     if np.any(low > high):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
+from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError
 from compress.pruning.base import Pruner
@@ -38,19 +39,22 @@ class PruningPolicy(ScheduledTrainingPolicy):
         args = dict(args or {})
         unknown = sorted(set(args) - set(PRUNING_POLICY_ARGS))
         if unknown:
-            raise ArgumentError(unknown[0], f"unknown pruning policy argument (accepted: {', '.join(PRUNING_POLICY_ARGS)})")
+            raise ArgumentError(unknown[0], f"unknown pruning policy argument "
+                                            f"(accepted: {', '.join(PRUNING_POLICY_ARGS)})")
         for key in PRUNING_POLICY_ARGS:
-            if key not in ("levels", "mini_batch_pruning_frequency") and not isinstance(args.get(key, False), bool):
-                raise ArgumentError(key, f"expected true or false, got {args[key]!r}")
+            if key not in ("levels", "mini_batch_pruning_frequency"):
+                options.boolean(key, args.get(key, False))
         if args.get("fold_batchnorm"):
             raise ArgumentError("fold_batchnorm", "folds BatchNorm into Conv2d; recurrent models have none to fold")
-        freq = args.get("mini_batch_pruning_frequency", 0)
-        if isinstance(freq, bool) or not isinstance(freq, int) or freq < 0:
-            raise ArgumentError("mini_batch_pruning_frequency", f"expected a non-negative integer, got {freq!r}")
-        if args.get("levels") is not None and not hasattr(pruner, "levels"):
-            raise ArgumentError("levels", f"only level pruners take levels; {type(pruner).__name__} does not")
+        freq = options.integer("mini_batch_pruning_frequency", args.get("mini_batch_pruning_frequency", 0), minimum=0)
+        levels = args.get("levels")
+        if levels is not None:
+            check = getattr(pruner, "check_levels", None)
+            if check is None:
+                raise ArgumentError("levels", f"only level pruners take levels; {type(pruner).__name__} does not")
+            levels = check(levels)  # the pruner's own check: same rules as its constructor's levels
         self.pruner = pruner
-        self.levels = args.get("levels")
+        self.levels = levels
         self.keep_mask = args.get("keep_mask", False)
         self.mini_batch_pruning_frequency = freq
         self.mask_on_forward_only = args.get("mask_on_forward_only", False)

@@ -5,8 +5,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError
 from compress.scheduling.policies.base import (
     LossComponent,
     PolicyLoss,
@@ -27,10 +27,8 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
     """
 
     def __init__(self, regularizer: Any, keep_mask: bool = False):
-        if not isinstance(keep_mask, bool):
-            raise ArgumentError("keep_mask", f"expected true or false, got {keep_mask!r}")
         self.regularizer = regularizer
-        self.keep_mask = keep_mask
+        self.keep_mask = options.boolean("keep_mask", keep_mask)
 
     def bind(self, masks: MaskStore) -> None:
         self.regularizer.bind(masks.index)
