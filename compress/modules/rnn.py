@@ -51,10 +51,15 @@ def _param(value: Optional[torch.Tensor]) -> Optional[nn.Parameter]:
 class _ModularCell(nn.Module):
     """What the modular LSTM and GRU cells share: ``forward`` as in PyTorch's cell, and conversion to and from it.
 
-    Subclasses set ``torch_cell`` (the PyTorch cell class) and define ``recurrence`` and ``init_state``.
+    Subclasses set ``torch_cell`` (the PyTorch cell class), ``gates`` (gate blocks packed in ``fc_gate_x``'s rows)
+    and ``state_arity`` (tensors in the recurrent state: 2 for the LSTM's ``(h, c)``, 1 for the GRU's ``h``), and
+    define ``recurrence`` and ``init_state``. The layers ask their cell for these, so a new cell type needs no
+    change to them.
     """
 
     torch_cell: type
+    gates: int
+    state_arity: int
 
     def forward(self, input: torch.Tensor, hx: Optional[Any] = None) -> Any:
         """The PyTorch cell's ``forward``: ``input`` ``(B, I)`` or ``(I,)``; returns the next state."""
@@ -91,6 +96,8 @@ class ModularLSTMCell(_ModularCell):
     """
 
     torch_cell = nn.LSTMCell
+    gates = 4
+    state_arity = 2
     #: producer → the submodules that alone consume its output (used by net-aware quantization)
     output_consumers: Dict[str, Tuple[str, ...]] = {"eltwiseadd_gate": ("act_i", "act_f", "act_g", "act_o")}
 
@@ -145,6 +152,8 @@ class ModularGRUCell(_ModularCell):
     """
 
     torch_cell = nn.GRUCell
+    gates = 3
+    state_arity = 1
     output_consumers: Dict[str, Tuple[str, ...]] = {"eltwiseadd_gate": ("act_r", "act_z"),
                                                     "eltwiseadd_new_gate": ("act_n",)}
 
@@ -233,11 +242,11 @@ class _ModularRNN(nn.Module):
         return tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
 
     def _join_state(self, parts: Tuple[torch.Tensor, ...]):
-        return parts if self.mode == "LSTM" else parts[0]
+        return parts if self.cell_class.state_arity > 1 else parts[0]
 
     def _cell_state(self, parts, index: int):
         s = tuple(p[index] for p in parts)
-        return s if self.mode == "LSTM" else s[0]
+        return s if self.cell_class.state_arity > 1 else s[0]
 
     def flatten_parameters(self) -> None:
         """No-op, for code written for ``nn.LSTM``/``nn.GRU``."""
@@ -258,7 +267,7 @@ class _ModularRNN(nn.Module):
         n_states = self.num_layers * self.num_directions
         if hx is None:
             zeros = x.new_zeros(n_states, batch, self.hidden_size)
-            parts = tuple(zeros.clone() for _ in range(2 if self.mode == "LSTM" else 1))
+            parts = tuple(zeros.clone() for _ in range(self.cell_class.state_arity))
         else:
             parts = self._split_state(hx)
             if unbatched:

@@ -44,7 +44,9 @@ from compress.errors import ArgumentError, CheckpointError
 from compress.io.files import atomic_write, safe_torch_load
 from compress.modules.rnn import (
     ModularGRU,
+    ModularGRUCell,
     ModularLSTM,
+    ModularLSTMCell,
     _ModularRNN,
     convert_to_modular,
 )
@@ -354,7 +356,7 @@ class _QuantizedRNN(_ModularRNN):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
                  bidirectional: bool, formats: Callable[[int, int, str], WeightFormat], reduce_range: bool = True):
-        gates = 4 if self.mode == "LSTM" else 3
+        gates = self.cell_class.gates
 
         def make(layer: int, direction: int, n_in: int) -> nn.Module:
             x = QuantizedLinear(n_in, gates * hidden_size, formats(layer, direction, "fc_gate_x"), bias, reduce_range)
@@ -410,15 +412,13 @@ class _QuantizedRNN(_ModularRNN):
         batch = input.size(0 if self.batch_first else 1)
         if hx is None:
             zeros = input.new_zeros(self.num_layers * self.num_directions, batch, self.hidden_size)
-            hx = (zeros, zeros.clone()) if self.mode == "LSTM" else zeros
+            hx = self._join_state(tuple(zeros.clone() for _ in range(self.cell_class.state_arity)))
         dtype = torch.qint8 if self.cells[0].fc_gate_x.fmt.kind == "int8" else torch.float16
-        if self.mode == "LSTM":
-            out, h, c = torch.quantized_lstm(input, list(hx), params, True, self.num_layers, 0.0, False,
-                                             self.bidirectional, self.batch_first, dtype=dtype, use_dynamic=True)
-            return out, (h, c)
-        out, h = torch.quantized_gru(input, hx, params, True, self.num_layers, 0.0, False, self.bidirectional,
-                                     self.batch_first)
-        return out, h
+        return self._aten_call(input, hx, params, dtype)
+
+    def _aten_call(self, input, hx, params, dtype):
+        """ATen's quantized recurrent kernel for this layer type (each subclass names its own)."""
+        raise NotImplementedError
 
 
 class QuantizedLSTM(_QuantizedRNN):
@@ -431,14 +431,25 @@ class QuantizedLSTM(_QuantizedRNN):
     """
 
     mode = "LSTM"
+    cell_class = ModularLSTMCell  # its gate count and state arity
     quantized_cell = QuantizedLSTMCell
+
+    def _aten_call(self, input, hx, params, dtype):
+        out, h, c = torch.quantized_lstm(input, list(hx), params, True, self.num_layers, 0.0, False,
+                                         self.bidirectional, self.batch_first, dtype=dtype, use_dynamic=True)
+        return out, (h, c)
 
 
 class QuantizedGRU(_QuantizedRNN):
     """A real INT8/FP16 ``nn.GRU`` replacement; see :class:`QuantizedLSTM`."""
 
     mode = "GRU"
+    cell_class = ModularGRUCell
     quantized_cell = QuantizedGRUCell
+
+    def _aten_call(self, input, hx, params, dtype):
+        return torch.quantized_gru(input, hx, params, True, self.num_layers, 0.0, False, self.bidirectional,
+                                   self.batch_first)
 
 
 # ---------------------------------------------------------------------------------------------- conversion

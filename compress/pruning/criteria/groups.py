@@ -18,7 +18,8 @@ tensor and sits in one group (the embedding's, the first name it has). Biases ar
 SiPO; leave them out with ``weights``.
 
 Within a group, rate ``x`` prunes exactly ``int(x * n)`` of the group's ``n`` elements, those with the smallest
-magnitudes over the whole group (one threshold per group, :func:`compress.pruning.criteria.magnitude.global_level_masks`); only
+magnitudes over the whole group (one threshold per group,
+:func:`compress.pruning.criteria.magnitude.global_level_masks`); only
 ties at the threshold can prune a few more. Rate 0 prunes nothing (SiPO's operator always pruned the smallest
 element).
 """
@@ -26,17 +27,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
 from compress.errors import ArgumentError
 from compress.pruning.criteria.magnitude import global_level_masks
+from compress.registry import Modes
 from compress.sparsity.names import ParameterIndex
 
 __all__ = ["ParameterGroup", "STRATEGIES", "group_parameters", "group_masks", "count_pruned"]
 
-STRATEGIES = ("all_in_one", "layer_wise", "stage_wise", "custom")
+#: ``fn(index, selected, groups) -> [ParameterGroup]``: the grouping strategies; a strategy that reads the
+#: user's ``groups`` declares ``needs=("groups",)`` and gets no ``weights``.
+GROUPINGS = Modes("grouping")
+STRATEGIES = GROUPINGS
 #: SiPO's command-line names for the same strategies (its ``layer`` grouped whole recurrent layers; see above)
 _SIPO_NAMES = {"simple": "all_in_one", "time": "stage_wise"}
 
@@ -123,28 +128,46 @@ def group_parameters(index: ParameterIndex, strategy: str = "stage_wise",
             ``groups``/``weights`` given where they do not apply (the key is named: ``groups.ih[1]``).
     """
     strategy = _SIPO_NAMES.get(strategy, strategy)
-    if strategy not in STRATEGIES:
-        raise ArgumentError("grouping", f"unknown grouping {strategy!r} (expected one of {', '.join(STRATEGIES)})")
-    if strategy == "custom":
+    if strategy not in GROUPINGS:
+        raise ArgumentError("grouping", f"unknown grouping {strategy!r} (expected one of {', '.join(GROUPINGS)})")
+    if "groups" in GROUPINGS.needs(strategy):
         if weights is not None:
-            raise ArgumentError("weights", "custom grouping takes its weights from 'groups'; leave 'weights' out")
-        return _custom_groups(index, groups)
+            raise ArgumentError("weights", f"{strategy} grouping takes its weights from 'groups'; leave 'weights' out")
+        return GROUPINGS[strategy](index, [], groups)
     if groups is not None:
         raise ArgumentError("groups", f"only the 'custom' grouping takes groups (grouping is {strategy!r})")
-    selected = _resolve_weights(index, weights)
-    if strategy == "all_in_one":
-        return [ParameterGroup("all", tuple(selected))]
+    return GROUPINGS[strategy](index, _resolve_weights(index, weights), None)
+
+
+@GROUPINGS.register("all_in_one")
+def _all_in_one(index: ParameterIndex, selected: Sequence[str], groups: None) -> List[ParameterGroup]:
+    """One group of everything selected."""
+    return [ParameterGroup("all", tuple(selected))]
+
+
+def _grouped_by(selected: Sequence[str], key: Callable[[str], str]) -> List[ParameterGroup]:
     members: Dict[str, List[str]] = {}
     for name in selected:
-        if strategy == "layer_wise":
-            key = _partner_weight(name, selected) or name
-        else:
-            key = recurrent_kind(index, name) or _module_path(name)
-        members.setdefault(key, []).append(name)
-    return [ParameterGroup(key, tuple(names)) for key, names in members.items()]
+        members.setdefault(key(name), []).append(name)
+    return [ParameterGroup(k, tuple(names)) for k, names in members.items()]
 
 
-def _custom_groups(index: ParameterIndex, groups: Optional[GroupSpec]) -> List[ParameterGroup]:
+@GROUPINGS.register("layer_wise")
+def _layer_wise(index: ParameterIndex, selected: Sequence[str], groups: None) -> List[ParameterGroup]:
+    """One group per weight tensor, its bias with it."""
+    return _grouped_by(selected, lambda name: _partner_weight(name, selected) or name)
+
+
+@GROUPINGS.register("stage_wise")
+def _stage_wise(index: ParameterIndex, selected: Sequence[str], groups: None) -> List[ParameterGroup]:
+    """SiPO's stages: every input-to-hidden tensor together, every hidden-to-hidden one together, and each
+    other module (embedding, decoder) on its own."""
+    return _grouped_by(selected, lambda name: recurrent_kind(index, name) or _module_path(name))
+
+
+@GROUPINGS.register("custom", needs=("groups",))
+def _custom_groups(index: ParameterIndex, selected: Sequence[str], groups: Optional[GroupSpec]) -> List[ParameterGroup]:
+    """The user's groups: ``{group name: pattern or list of patterns}``; a tensor belongs to one group."""
     if not isinstance(groups, Mapping) or not groups:
         raise ArgumentError("groups", f"expected a mapping of group names to weight names or patterns, got {groups!r}")
     owner: Dict[str, str] = {}
@@ -155,7 +178,7 @@ def _custom_groups(index: ParameterIndex, groups: Optional[GroupSpec]) -> List[P
             raise ArgumentError(("groups", group), f"expected a weight name, a pattern or a list of them, got {spec!r}")
         found: List[str] = []
         for i, pattern in enumerate(patterns):
-            key = f"groups.{group}" if isinstance(spec, str) else f"groups.{group}[{i}]"
+            key = ("groups", group) if isinstance(spec, str) else ("groups", group, i)
             try:
                 hits = index.resolve(pattern)
             except LookupError as exc:

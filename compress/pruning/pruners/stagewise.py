@@ -51,6 +51,7 @@ from compress.pruning.rate_search.search import (
     NCSRateSearch,
     SearchResult,
     search_group_rates,
+    search_options,
 )
 from compress.registry import register_pruner
 from compress.sparsity.masks import MaskStore
@@ -58,8 +59,6 @@ from compress.sparsity.names import ParameterIndex
 
 log = logging.getLogger(__name__)
 
-_GREEDY_OPTIONS = ("step", "min_step")
-_NCS_OPTIONS = ("population", "generations", "sigma", "seed")
 
 
 @register_pruner
@@ -113,19 +112,19 @@ class StageWisePruner(SearchingPruner):
         self.constraint = Constraint(max_degradation, mode, relative)
         self.recovery_tolerance = options.number("recovery_tolerance", recovery_tolerance, minimum=0.0)
         if grouping not in STRATEGIES and grouping not in ("simple", "time"):
-            raise ArgumentError("grouping", f"unknown grouping {grouping!r} (expected one of {', '.join(STRATEGIES)})")
+            raise ArgumentError("grouping", f"unknown grouping {grouping!r} "
+                                            f"(expected one of {', '.join(STRATEGIES)})")
         self.grouping = grouping
         self.weight_patterns = None if weights is None else ([weights] if isinstance(weights, str) else list(weights))
         self.group_spec = groups
-        if search not in SEARCHES:
-            raise ArgumentError("search", f"unknown search {search!r} (expected one of {', '.join(SEARCHES)})")
+        options.choice("search", search, SEARCHES)
         given = {k: v for k, v in dict(step=step, min_step=min_step, population=population,
                                        generations=generations, sigma=sigma, seed=seed).items() if v is not None}
-        other = _NCS_OPTIONS if search == "greedy" else _GREEDY_OPTIONS
-        for key in other:
-            if key in given:
-                raise ArgumentError(key, f"applies to search: {'ncs' if search == 'greedy' else 'greedy'}, "
-                                         f"not to search: {search}")
+        accepted = search_options(search)
+        for key in given:
+            if key not in accepted:
+                owners = [s for s in SEARCHES if key in search_options(s)]
+                raise ArgumentError(key, f"applies to search: {', '.join(owners)}, not to search: {search}")
         self.search_name = search
         self.search_options = given
         self.make_search()  # validates the options now, where the schedule's line is known

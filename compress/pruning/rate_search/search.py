@@ -30,6 +30,7 @@ stop it early: the best result so far is applied and returned, with ``interrupte
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -49,6 +50,7 @@ from compress.pruning.criteria.groups import (
     group_parameters,
 )
 from compress.pruning.rate_search.ncs import NegativelyCorrelatedSearch
+from compress.registry import Modes
 from compress.sparsity.masks import MaskStore
 from compress.sparsity.names import ParameterIndex
 
@@ -297,6 +299,18 @@ class _Objective:
         return masks
 
 
+#: The rate-search strategies by name (``search:`` of a StageWisePruner): classes constructed with their own
+#: options, with ``run(objective, start, lower, upper)``. Register another with ``@SEARCHES.register("name")``.
+SEARCHES = Modes("search")
+
+
+def search_options(name: str) -> Tuple[str, ...]:
+    """The keyword options the search registered as ``name`` takes (from its constructor's signature)."""
+    params = list(inspect.signature(SEARCHES[name].__init__).parameters.values())[1:]
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+@SEARCHES.register("greedy")
 class GreedyRateSearch:
     """Deterministic greedy ascent over group rates.
 
@@ -352,6 +366,7 @@ class GreedyRateSearch:
             x, current = max(better, key=score)
 
 
+@SEARCHES.register("ncs")
 class NCSRateSearch:
     """SiPO's negatively correlated search over group rates (see :mod:`compress.pruning.rate_search.ncs`).
 
@@ -386,7 +401,6 @@ class NCSRateSearch:
                          self.generations, objective.evaluations, f"{best.sparsity:.4f}" if best else "none")
 
 
-SEARCHES = {"greedy": GreedyRateSearch, "ncs": NCSRateSearch}
 
 
 def _bounds(groups: Sequence[ParameterGroup], value: Optional[Bound], default: float, key: str) -> np.ndarray:
