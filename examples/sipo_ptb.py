@@ -310,8 +310,7 @@ def iterative_stage(run: Run) -> bool:
         return True
     model = load_dense(run, args.retrain_dropout)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.retrain_lr)
-    scheduler = compress.dict_config(model, optimizer, iterative_schedule(args))
-    scheduler.components["pruners"]["sipo"].evaluate = run.search_metric
+    scheduler = compress.dict_config(model, optimizer, iterative_schedule(args), evaluate=run.search_metric)
     policy = scheduler.policies[0][2]
 
     def record(value: float, key: str) -> bool:

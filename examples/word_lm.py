@@ -182,18 +182,18 @@ def main(argv=None) -> Dict[str, object]:
     model = build_model(args, ntokens).to(device)
     optimizer = selfish_flags.build_optimizer(args, model)
     translated = selfish_flags.translated_schedule(args)
+    # Search-based pruners (StageWisePruner) measure candidates with evaluate(model); a schedule cannot hold one.
+    def val_ppl(m):
+        return math.exp(evaluate(m, val_data, args.bptt, args.eval_batch_size))
+
     if translated is not None:
-        scheduler = compress.dict_config(model, optimizer, translated)
+        scheduler = compress.dict_config(model, optimizer, translated, evaluate=val_ppl)
     else:
-        scheduler = (compress.file_config(model, optimizer, args.schedule) if args.schedule
+        scheduler = (compress.file_config(model, optimizer, args.schedule, evaluate=val_ppl) if args.schedule
                      else compress.CompressionScheduler(model, optimizer))
     # the seed's optimizers own their learning rate (NT-ASGD keeps it constant, Adam has ReduceLROnPlateau)
     schedule_drives_lr = args.optimizer is not None or any(kind == "lr_scheduler" for kind, _, _ in scheduler.policies)
     ar_tar = selfish_flags.ar_tar_weights(args)
-    # Search-based pruners (StageWisePruner) measure candidates with evaluate(model); a schedule cannot hold one.
-    for component in scheduler.components.get("pruners", {}).values():
-        if hasattr(component, "evaluate") and component.evaluate is None:
-            component.evaluate = lambda m: math.exp(evaluate(m, val_data, args.bptt, args.eval_batch_size))
 
     start_epoch, best_val = 0, float("inf")
     if args.resume:

@@ -344,7 +344,7 @@ def test_quantized_weights_are_integers_on_the_weight_grid(tiny_lm):
 
 
 # ------------------------------------------------------------------ policies, state and reports
-def test_quantization_policy_prepares_and_requantizes_the_model(tmp_path, tiny_lm):
+def test_a_post_training_quantizer_in_a_training_policy_is_refused_and_changes_nothing(tmp_path, tiny_lm):
     path = write(tmp_path, """\
         quantizers:
           q: {class: PostTrainLinearQuantizer, bits_activations: null}
@@ -353,13 +353,39 @@ def test_quantization_policy_prepares_and_requantizes_the_model(tmp_path, tiny_l
             starting_epoch: 0
             ending_epoch: 1
         """)
-    scheduler = compress.file_config(tiny_lm, None, path)
+    modules = [type(m) for m in tiny_lm.modules()]
+    with pytest.raises(ScheduleError, match=r"policies\[0\]\.quantizer.*post-training.*components_from_file"):
+        compress.file_config(tiny_lm, None, path)
+    assert [type(m) for m in tiny_lm.modules()] == modules
+
+
+class _TrainingAwareQuantizer:
+    """A stand-in quantization-aware quantizer: records when the policy prepares and re-quantizes it."""
+
+    training_aware = True
+
+    def __init__(self, name, model):
+        self.model, self.calls = model, []
+
+    def prepare_model(self):
+        self.calls.append("prepare")
+
+    def quantize_params(self):
+        self.calls.append("quantize")
+
+
+def test_a_training_aware_quantizer_is_prepared_only_after_the_whole_schedule_loaded(tmp_path, tiny_lm):
+    compress.register_quantizer(_TrainingAwareQuantizer, name="_TrainingAwareQuantizer")
+    good = {"quantizers": {"q": {"class": "_TrainingAwareQuantizer"}},
+            "policies": [{"quantizer": {"instance_name": "q"}, "starting_epoch": 0, "ending_epoch": 1}]}
+    bad = dict(good, policies=good["policies"] + [{"pruner": {"instance_name": "nobody"}, "epochs": [0]}])
+    with pytest.raises(ScheduleError):
+        compress.dict_config(tiny_lm, None, bad)
+    scheduler = compress.dict_config(tiny_lm, None, good)
     q = scheduler.components["quantizers"]["q"]
-    assert q.prepared and isinstance(tiny_lm.decoder, QuantLinear)
-    with torch.no_grad():
-        tiny_lm.decoder.wrapped_module.weight.mul_(2)
+    assert q.calls == ["prepare", "quantize"]
     scheduler.on_minibatch_end(0, 0, 1)
-    torch.testing.assert_close(tiny_lm.decoder.weight_q, tiny_lm.decoder.weight, atol=0.01, rtol=0.02)
+    assert q.calls == ["prepare", "quantize", "quantize"]
 
 
 def test_state_dict_round_trip_restores_the_statistics(tiny_lm):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import compress
-from compress.errors import ArgumentError, CompressError, ScheduleError
+from compress.errors import ArgumentError, ScheduleError
 from compress.pruning.criteria.groups import count_pruned, group_masks, group_parameters
 from compress.pruning.rate_search.ncs import (
     NegativelyCorrelatedSearch,
@@ -362,20 +362,22 @@ def train(model, scheduler, optimizer, x, teacher, epochs, start=0, steps=20):
     return policy
 
 
-def test_the_schedule_builds_the_pruners_own_policy_and_needs_evaluate_set_in_code():
+def test_the_schedule_builds_the_pruners_own_policy_and_needs_evaluate_when_it_loads():
     model = Student()
-    scheduler = compress.dict_config(model, None, iterative_schedule())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ScheduleError, match=r"pruners\.sipo: .*evaluate=fn"):
+        compress.dict_config(model, None, iterative_schedule())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    scheduler = compress.dict_config(model, None, iterative_schedule(), evaluate=lambda m: 1.0)
     assert isinstance(scheduler.policies[0][2], IterativePruningPolicy)
-    with pytest.raises(CompressError, match=r"scheduler.components\['pruners'\]\['sipo'\].evaluate"):
-        scheduler.on_epoch_begin(0)
+    assert scheduler.components["pruners"]["sipo"].evaluate(model) == 1.0
 
 
 def test_iterative_pruning_recovers_prunes_further_than_one_shot_and_keeps_the_best():
     model, x, teacher, val_loss = teacher_problem()
     one_shot = prune_to_constraint(teacher_problem()[0], val_loss, 0.3, relative=True, grouping="all_in_one")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    scheduler = compress.dict_config(model, optimizer, iterative_schedule())
-    scheduler.components["pruners"]["sipo"].evaluate = val_loss
+    scheduler = compress.dict_config(model, optimizer, iterative_schedule(), evaluate=val_loss)
     policy = train(model, scheduler, optimizer, x, teacher, 40)
     assert policy.finished and policy.stop_reason == "sparsity stopped improving" and policy.iteration >= 5
     assert policy.best["sparsity"] > 1.5 * one_shot.sparsity
@@ -389,8 +391,7 @@ def test_iterative_pruning_recovers_prunes_further_than_one_shot_and_keeps_the_b
 def test_an_iteration_that_does_not_recover_stops_and_restores_the_last_recovered_model():
     model, x, teacher, val_loss = teacher_problem()
     before = model.a.weight.detach().clone()
-    scheduler = compress.dict_config(model, None, iterative_schedule(recovery_tolerance=0.0))
-    scheduler.components["pruners"]["sipo"].evaluate = val_loss
+    scheduler = compress.dict_config(model, None, iterative_schedule(recovery_tolerance=0.0), evaluate=val_loss)
     for epoch in range(4):  # no training at all: nothing can recover
         scheduler.on_epoch_begin(epoch)
         scheduler.on_epoch_end(epoch)
@@ -416,7 +417,7 @@ def scripted_epochs(scheduler, val_loss):
 def test_a_retry_halves_the_headroom_above_the_recovered_model_and_a_recovery_restores_it():
     model, x, teacher, val_loss = teacher_problem()
     scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=1, recovery_tolerance=0.2,
-                                                                     retries=2))
+                                                                     retries=2), evaluate=val_loss)
     pruner, policy = scheduler.components["pruners"]["sipo"], scheduler.policies[0][2]
     allowed = []
     search = pruner.search
@@ -438,7 +439,8 @@ def test_a_retry_halves_the_headroom_above_the_recovered_model_and_a_recovery_re
 
 def test_a_loop_that_ends_mid_retraining_keeps_the_iteration_if_it_has_recovered():
     model, x, teacher, val_loss = teacher_problem()
-    scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=3, stop_at_recovery=False))
+    scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=3, stop_at_recovery=False),
+                                     evaluate=val_loss)
     policy = scheduler.policies[0][2]
     epoch = scripted_epochs(scheduler, val_loss)
 
@@ -454,8 +456,7 @@ def test_a_loop_that_ends_mid_retraining_keeps_the_iteration_if_it_has_recovered
 
 def test_one_shot_policy_searches_once_and_keeps_the_result():
     model, x, teacher, val_loss = teacher_problem()
-    scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=0))
-    scheduler.components["pruners"]["sipo"].evaluate = val_loss
+    scheduler = compress.dict_config(model, None, iterative_schedule(retrain_epochs=0), evaluate=val_loss)
     scheduler.on_epoch_begin(0)
     policy = scheduler.policies[0][2]
     assert policy.finished and policy.stop_reason == "one-shot"
@@ -467,8 +468,7 @@ def test_one_shot_policy_searches_once_and_keeps_the_result():
 def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one():
     model, x, teacher, val_loss = teacher_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    scheduler = compress.dict_config(model, optimizer, iterative_schedule())
-    scheduler.components["pruners"]["sipo"].evaluate = val_loss
+    scheduler = compress.dict_config(model, optimizer, iterative_schedule(), evaluate=val_loss)
     train(model, scheduler, optimizer, x, teacher, 5)
     saved_model, saved_sched = {k: v.clone() for k, v in model.state_dict().items()}, scheduler.state_dict()
     full = train(model, scheduler, optimizer, x, teacher, 35, start=5)
@@ -476,8 +476,7 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one():
     resumed_model = Student()
     resumed_model.load_state_dict(saved_model)
     resumed_opt = torch.optim.SGD(resumed_model.parameters(), lr=0.05)
-    resumed = compress.dict_config(resumed_model, resumed_opt, iterative_schedule())
-    resumed.components["pruners"]["sipo"].evaluate = val_loss
+    resumed = compress.dict_config(resumed_model, resumed_opt, iterative_schedule(), evaluate=val_loss)
     resumed.load_state_dict(saved_sched)
     policy = train(resumed_model, resumed, resumed_opt, x, teacher, 35, start=5)
     assert policy.iteration == full.iteration >= 3 and policy.stop_reason == full.stop_reason

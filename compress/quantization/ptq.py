@@ -177,6 +177,9 @@ def _leaf_names(names: List[str]) -> List[str]:
 class PostTrainLinearQuantizer:
     """Post-training quantization, simulated module by module, with Distiller's arguments.
 
+    It is a post-training quantizer (``training_aware = False``): a schedule's ``quantizers`` policy cannot run
+    it; build it with :func:`~compress.scheduling.components_from_file` (or directly) after training.
+
     Args:
         model: the float model (``nn.LSTM``/``nn.GRU`` inside are converted to modular layers at prepare time).
         bits_activations: bits of activations (inputs and outputs of modules); ``None`` keeps them in float.
@@ -217,6 +220,9 @@ class PostTrainLinearQuantizer:
     Raises:
         ArgumentError: any invalid argument, naming it (from a schedule: a ``ScheduleError`` with the key path).
     """
+
+    #: a post-training quantizer: refused by training policies (see :class:`QuantizationPolicy`)
+    training_aware = False
 
     def __init__(self, model: nn.Module, bits_activations: Optional[int] = 8, bits_parameters: Optional[int] = 8,
                  bits_accum: int = 32, overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,

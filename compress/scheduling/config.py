@@ -26,16 +26,18 @@ import copy
 import inspect
 import logging
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
+from compress import options
 from compress import quantization as _quantization  # noqa: F401  (registers the quantizers)
 from compress.context import Timing
 from compress.errors import ArgumentError, ScheduleError, format_key
 from compress.pruning import pruners as _pruners  # noqa: F401  (registers the pruners)
 from compress.pruning import regularizers as _regularizers  # noqa: F401  (registers the regularizers)
+from compress.pruning.base import SearchingPruner
 from compress.registry import SECTIONS
 from compress.scheduling import lr_schedulers as _lr_schedulers  # noqa: F401  (registers torch's LR schedulers)
 from compress.scheduling.loader import Path, read_schedule
@@ -54,68 +56,121 @@ TOP_LEVEL_KEYS = ("version", "pruners", "regularizers", "quantizers", "extension
 POLICY_KINDS = {"pruner": "pruners", "regularizer": "regularizers", "quantizer": "quantizers",
                 "lr_scheduler": "lr_schedulers", "extension": "extensions"}
 TIMING_KEYS = ("epochs", "starting_epoch", "ending_epoch", "frequency")
-INJECTED = ("name", "model", "optimizer", "last_epoch")
+INJECTED = ("name", "model", "optimizer", "last_epoch", "evaluate")
+
+
+Evaluate = Callable[[nn.Module], float]
 
 
 def file_config(model: nn.Module, optimizer: Optional[torch.optim.Optimizer], filename: Union[str, os.PathLike],
-                scheduler: Optional[CompressionScheduler] = None,
-                resumed_epoch: Optional[int] = None) -> CompressionScheduler:
-    """Build a scheduler from a YAML schedule file (Distiller's ``file_config``).
+                scheduler: Optional[CompressionScheduler] = None, resumed_epoch: Optional[int] = None, *,
+                evaluate: Optional[Evaluate] = None) -> CompressionScheduler:
+    r"""Build a scheduler from a YAML schedule file (Distiller's ``file_config``).
+
+    Everything is built and checked first; the model is changed (gradient hooks, module conversion) only once
+    the whole schedule is valid, so a schedule that fails to load leaves the model, the optimizer and any
+    ``scheduler`` passed in as they were.
 
     Args:
         model: the model; weights are found by name.
         optimizer: the optimizer, or ``None`` for schedules without LR schedulers.
         filename: the YAML file.
-        scheduler: add the policies to this scheduler instead of a new one (it keeps its masks).
+        scheduler: add the policies (and components) to this scheduler instead of a new one; it keeps its masks.
         resumed_epoch: for LR schedulers built when resuming the Distiller way (``last_epoch``).
+        evaluate: ``evaluate(model) -> float`` on the data a search-based pruner's constraint is about (the
+            validation split); a schedule cannot hold a function. Required when the schedule has such a pruner
+            (:class:`~compress.pruning.StageWisePruner`), ignored otherwise.
+
+    Returns:
+        The scheduler; its ``components`` holds the schedule's instances by section and name.
 
     Raises:
         ScheduleError: anything wrong with the schedule, naming file, line and key.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> path = os.path.join(tempfile.mkdtemp(), "s.yaml")
+        >>> _ = open(path, "w").write(
+        ...     "pruners:\n"
+        ...     "  p: {class: AutomatedGradualPruner, initial_sparsity: 0.1, final_sparsity: 0.5,\n"
+        ...     "      weights: [weight_hh_l0]}\n"
+        ...     "policies:\n"
+        ...     "  - {pruner: {instance_name: p}, starting_epoch: 0, ending_epoch: 3}\n")
+        >>> model = torch.nn.LSTM(4, 8)
+        >>> scheduler = file_config(model, torch.optim.SGD(model.parameters(), lr=0.1), path)
+        >>> list(scheduler.components["pruners"])
+        ['p']
     """
     data, lines = read_schedule(filename)
-    return dict_config(model, optimizer, data, scheduler, resumed_epoch, _file=os.fspath(filename), _lines=lines)
+    return _configure(model, optimizer, data, scheduler, resumed_epoch, evaluate, os.fspath(filename), lines)
 
 
 def dict_config(model: nn.Module, optimizer: Optional[torch.optim.Optimizer], sched_dict: Mapping[str, Any],
-                scheduler: Optional[CompressionScheduler] = None, resumed_epoch: Optional[int] = None,
-                *, _file: Optional[str] = None, _lines: Optional[Dict[Path, int]] = None) -> CompressionScheduler:
-    """Build a scheduler from a schedule already loaded as a dict; see :func:`file_config`."""
-    builder = _Builder(model, optimizer, sched_dict, _file, _lines or {}, resumed_epoch)
-    saved_groups = _snapshot(optimizer)
-    try:
-        built = builder.build()
-    except ScheduleError:
-        _restore(optimizer, saved_groups)
-        raise
-    except Exception as exc:  # anything a user class raised that we did not anticipate
-        _restore(optimizer, saved_groups)
-        raise ScheduleError(f"{type(exc).__name__}: {exc}", file=_file) from exc
-    if scheduler is None:
-        return built
-    for kind, name, policy in built.policies:
-        scheduler.add_policy(policy, **_timing_kwargs(policy.timing), kind=kind, name=name)
-    return scheduler
+                scheduler: Optional[CompressionScheduler] = None, resumed_epoch: Optional[int] = None, *,
+                evaluate: Optional[Evaluate] = None) -> CompressionScheduler:
+    """Build a scheduler from a schedule already loaded as a dict; see :func:`file_config`.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.GRU(4, 8)
+        >>> schedule = {"pruners": {"p": {"class": "SparsityLevelParameterPruner", "levels": {"weight_*": 0.5}}},
+        ...             "policies": [{"pruner": {"instance_name": "p"}, "epochs": [0]}]}
+        >>> dict_config(model, None, schedule).policies[0][:2]
+        ('pruner', 'p')
+    """
+    return _configure(model, optimizer, sched_dict, scheduler, resumed_epoch, evaluate, None, {})
 
 
 def components_from_file(model: nn.Module, filename: Union[str, os.PathLike],
-                         optimizer: Optional[torch.optim.Optimizer] = None) -> Dict[str, Dict[str, Any]]:
+                         optimizer: Optional[torch.optim.Optimizer] = None, *,
+                         evaluate: Optional[Evaluate] = None) -> Dict[str, Dict[str, Any]]:
     """Build only the components of a schedule file (``{section: {instance name: object}}``), ignoring its
     policies: the way to get a post-training quantizer out of a YAML file (Distiller's
-    ``config_component_from_file_by_class``).
+    ``config_component_from_file_by_class``). Nothing is attached to the model.
 
     Raises:
         ScheduleError: as :func:`file_config`.
     """
     data, lines = read_schedule(filename)
     file = os.fspath(filename)
-    builder = _Builder(model, optimizer, data, file, lines, None)
-    builder.with_policies = False
+    builder = _Builder(model, optimizer, data, file, lines, None, evaluate)
+    saved_groups = _snapshot(optimizer)
     try:
-        return builder.build().components
+        components, _ = builder.build(with_policies=False)
+        return components
     except ScheduleError:
+        _restore(optimizer, saved_groups)
         raise
     except Exception as exc:
+        _restore(optimizer, saved_groups)
         raise ScheduleError(f"{type(exc).__name__}: {exc}", file=file) from exc
+
+
+def _configure(model, optimizer, data, scheduler, resumed_epoch, evaluate, file, lines) -> CompressionScheduler:
+    if evaluate is not None:
+        try:
+            options.function("evaluate", evaluate, "a callable evaluate(model) -> float")
+        except ArgumentError as exc:
+            raise ScheduleError(exc.message, file=file, key="evaluate") from None
+    builder = _Builder(model, optimizer, data, file, lines, resumed_epoch, evaluate)
+    saved_groups = _snapshot(optimizer)
+    target = scheduler if scheduler is not None else CompressionScheduler(model, optimizer)
+    try:
+        components, entries = builder.build()
+        builder.bind_all(target, entries)
+        builder.check_evaluate()  # after binding, so a wrong weight name is reported first
+    except ScheduleError:
+        _restore(optimizer, saved_groups)
+        raise
+    except Exception as exc:  # anything a user class raised that we did not anticipate
+        _restore(optimizer, saved_groups)
+        raise ScheduleError(f"{type(exc).__name__}: {exc}", file=file) from exc
+    # Every policy has bound: only now is the model touched.
+    for _, kind, name, policy, _ in entries:
+        target.attach_policy(policy, kind=kind, name=name)
+    for section, items in components.items():
+        target.components.setdefault(section, {}).update(items)
+    return target
 
 
 def _snapshot(optimizer):
@@ -134,14 +189,9 @@ def _restore(optimizer, saved):
         group.update(old)
 
 
-def _timing_kwargs(t: Timing) -> Dict[str, Any]:
-    if t.epochs is not None:
-        return {"epochs": list(t.epochs)}
-    return {"starting_epoch": t.starting_epoch, "ending_epoch": t.ending_epoch, "frequency": t.frequency}
-
-
 class _Builder:
-    def __init__(self, model, optimizer, data, file, lines, resumed_epoch):
+    def __init__(self, model, optimizer, data, file, lines, resumed_epoch, evaluate=None):
+        self.evaluate = evaluate
         self.model = model
         self.optimizer = optimizer
         self.data = data
@@ -149,7 +199,6 @@ class _Builder:
         self.lines = lines
         self.resumed_epoch = resumed_epoch
         self.instances: Dict[str, Dict[str, Any]] = {s: {} for s in SECTIONS}
-        self.with_policies = True
 
     def error(self, message: str, *path) -> ScheduleError:
         line = None
@@ -159,7 +208,8 @@ class _Builder:
                 break
         return ScheduleError(message, file=self.file, line=line, key=format_key(tuple(path)) or None)
 
-    def build(self) -> CompressionScheduler:
+    def build(self, with_policies: bool = True):
+        """The components by section, and the policies as ``(index, kind, name, policy, timing)`` in run order."""
         data = self.data
         if data is None:
             raise self.error("the schedule is empty; expected a mapping with 'policies' and component sections")
@@ -175,40 +225,46 @@ class _Builder:
         if len(self.instances["quantizers"]) > 1:
             raise self.error("at most one quantizer may be defined (use its 'overrides' to mix precisions)",
                              "quantizers")
-        scheduler = CompressionScheduler(self.model, self.optimizer)
-        scheduler.components = {s: dict(items) for s, items in self.instances.items() if items}
-        if not self.with_policies:
-            return scheduler
+        components = {s: dict(items) for s, items in self.instances.items() if items}
+        if not with_policies:
+            return components, []
         policies = data.get("policies") or []
         if not isinstance(policies, list):
             raise self.error(f"expected a list of policies, got {type(policies).__name__}", "policies")
-        deferred = []
+        entries, deferred = [], []
         used = set()
         for i, item in enumerate(policies):
             kind, name, policy, timing = self.build_policy(i, item)
             used.add((kind, name))
-            entry = (i, kind, name, policy, timing)
-            if kind == "lr_scheduler":
-                deferred.append(entry)
-            else:
-                self.add(scheduler, entry)
-        for entry in deferred:  # as in Distiller, LR policies run after every other policy of an epoch
-            self.add(scheduler, entry)
+            (deferred if kind == "lr_scheduler" else entries).append((i, kind, name, policy, timing))
+        entries += deferred  # as in Distiller, LR policies run after every other policy of an epoch
         for section, items in self.instances.items():
             kind = next(k for k, s in POLICY_KINDS.items() if s == section)
             for name in items:
                 if (kind, name) not in used:
                     log.warning("%s%s.%s is defined but no policy uses it", f"{self.file}: " if self.file else "",
                                 section, name)
-        return scheduler
+        return components, entries
 
-    def add(self, scheduler, entry) -> None:
-        i, kind, name, policy, timing = entry
-        try:
-            scheduler.add_policy(policy, **_timing_kwargs(timing), kind=kind, name=name)
-        except ArgumentError as exc:
-            # weight names are resolved here; they belong to the component's own definition
-            raise self.error(exc.message, POLICY_KINDS[kind], name, *exc.path) from None
+    def check_evaluate(self) -> None:
+        for name, pruner in self.instances["pruners"].items():
+            if isinstance(pruner, SearchingPruner) and pruner.evaluate is None:
+                raise self.error(f"{type(pruner).__name__} searches its rates with an evaluate(model) -> float "
+                                 f"callable, which a schedule cannot hold: pass file_config(model, optimizer, "
+                                 f"path, evaluate=fn)", "pruners", name)
+
+    def bind_all(self, scheduler: CompressionScheduler, entries) -> None:
+        """Set every policy's timing and resolve its names; nothing is changed on the model yet."""
+        for _, kind, name, policy, timing in entries:
+            policy.timing = timing
+            bind = getattr(policy, "bind", None)
+            if bind is None:
+                continue
+            try:
+                bind(scheduler.masks.index)
+            except ArgumentError as exc:
+                # weight names are resolved here; they belong to the component's own definition
+                raise self.error(exc.message, POLICY_KINDS[kind], name, *exc.path) from None
 
     def build_section(self, section: str) -> None:
         items = self.data.get(section)
@@ -255,6 +311,8 @@ class _Builder:
                 raise self.error(f"unknown argument for {class_name} (accepted: {', '.join(accepted) or 'none'})",
                                  *path, key)
         kwargs = dict(user_args)
+        if self.evaluate is not None:
+            injected["evaluate"] = self.evaluate
         for key, value in injected.items():
             if key in explicit:
                 kwargs[key] = value

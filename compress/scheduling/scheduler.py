@@ -70,8 +70,8 @@ class CompressionScheduler:
 
         Args:
             policy: the policy, or a pruner (it gets the policy its lifecycle asks for,
-                :func:`~compress.scheduling.policies.policy_for`); a policy's ``bind(masks)`` is called now
-                (pruners resolve weight names here).
+                :func:`~compress.scheduling.policies.policy_for`). Its ``bind(index)`` (names resolved; may
+                raise) and then its ``attach(masks)`` (changes to the model) are called now.
             epochs: explicit epochs.
             starting_epoch: first epoch of the range.
             ending_epoch: end of the range, exclusive.
@@ -87,8 +87,21 @@ class CompressionScheduler:
         else:
             timing = Timing(starting_epoch=starting_epoch, ending_epoch=ending_epoch, frequency=frequency)
         policy.timing = timing
-        if hasattr(policy, "bind"):
-            policy.bind(self.masks)
+        bind = getattr(policy, "bind", None)
+        if bind is not None:
+            bind(self.masks.index)
+        self.attach_policy(policy, kind=kind, name=name)
+
+    def attach_policy(self, policy: ScheduledTrainingPolicy, *, kind: str = "policy",
+                      name: Optional[str] = None) -> None:
+        """Append a policy whose ``timing`` is set and that has bound, calling its ``attach(masks)``.
+
+        :func:`~compress.scheduling.file_config` binds every policy of a schedule first and attaches them only
+        when all have bound, so that a schedule that fails to load leaves the model untouched.
+        """
+        attach = getattr(policy, "attach", None)
+        if attach is not None:
+            attach(self.masks)
         self.policies.append((kind, name or type(policy).__name__, policy))
 
     def _remember(self, optimizer):

@@ -18,13 +18,13 @@ Schedule (one-shot at epoch 0 when ``retrain_epochs: 0``; iterative otherwise)::
         starting_epoch: 0
         ending_epoch: 100
 
-**The evaluate callable** cannot come from YAML. Set it in code after building the scheduler; it is called as
+**The evaluate callable** cannot come from YAML: pass it when building the scheduler; it is called as
 ``evaluate(model) -> float`` on the data the constraint is about (the validation split)::
 
-    scheduler = compress.file_config(model, optimizer, "sipo.yaml")
-    scheduler.components["pruners"]["sipo"].evaluate = lambda m: math.exp(evaluate_loss(m, val_data))
+    scheduler = compress.file_config(model, optimizer, "sipo.yaml",
+                                     evaluate=lambda m: math.exp(evaluate_loss(m, val_data)))
 
-A training loop that serves any schedule can set it on every component that has an ``evaluate`` attribute.
+A training loop that serves any schedule can always pass it: schedules without such a pruner ignore it.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from torch import nn
 
 from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError, CompressError
+from compress.errors import ArgumentError
 from compress.pruning.base import SearchingPruner
 from compress.pruning.criteria.groups import (
     STRATEGIES,
@@ -66,8 +66,8 @@ class StageWisePruner(SearchingPruner):
     """Prune groups of weights by magnitude, each at its own rate, with the rates found by search (SiPO).
 
     See :mod:`compress.pruning.criteria.groups` for the strategies and :mod:`compress.pruning.rate_search` for the searches and the
-    fitness. The policy is :class:`IterativePruningPolicy`. Set :attr:`evaluate` in code before the first
-    active epoch.
+    fitness. The policy is :class:`~compress.scheduling.policies.IterativePruningPolicy`; ``evaluate`` comes from
+    ``file_config(..., evaluate=fn)`` (a schedule that names this pruner without it does not load).
 
     Args:
         name: instance name.
@@ -96,7 +96,8 @@ class StageWisePruner(SearchingPruner):
         max_iterations: most search/retrain iterations.
         retries: after a failed recovery, retry this many times (counted per iteration), each time from the last
             recovered model with half the previous headroom above it (see :class:`IterativePruningPolicy`).
-        evaluate: the ``evaluate(model) -> float`` callable (Python only; set the attribute otherwise).
+        evaluate: the ``evaluate(model) -> float`` callable (given by ``file_config(..., evaluate=fn)`` when the
+            pruner comes from a schedule).
     """
 
     def __init__(self, name: str, max_degradation: float, mode: str = "min", relative: bool = False,
@@ -139,10 +140,8 @@ class StageWisePruner(SearchingPruner):
         self.target_sparsity = options.optional(options.fraction, "target_sparsity", target_sparsity)
         self.max_iterations = options.integer("max_iterations", max_iterations, minimum=1)
         self.retries = options.integer("retries", retries, minimum=0)
-        if evaluate is not None and not callable(evaluate):
-            raise ArgumentError("evaluate", "must be a callable evaluate(model) -> float; it cannot come from YAML: "
-                                            "set the pruner's .evaluate attribute in code")
-        self.evaluate = evaluate
+        self.evaluate = options.optional(options.function, "evaluate", evaluate,
+                                         "a callable evaluate(model) -> float")
         self.groups: List[ParameterGroup] = []
         self.rates: Optional[Dict[str, float]] = None
 
@@ -163,14 +162,6 @@ class StageWisePruner(SearchingPruner):
     def bind(self, index: ParameterIndex) -> None:
         self.groups = group_parameters(index, self.grouping, self.weight_patterns, self.group_spec)
         self.weights = [n for g in self.groups for n in g.params]
-
-    def require_evaluate(self) -> Callable[[nn.Module], float]:
-        """The evaluate callable; a clear error if the user has not set it."""
-        if self.evaluate is None:
-            raise CompressError(
-                f"pruner {self.name!r} ({type(self).__name__}) needs an evaluate(model) -> float callable, which a "
-                f"schedule cannot provide: set scheduler.components['pruners'][{self.name!r}].evaluate = fn in code")
-        return self.evaluate
 
     def search(self, model: nn.Module, masks: MaskStore, evaluate: Callable[[nn.Module], float], *,
                baseline: Optional[float] = None, initial: Optional[Mapping[str, float]] = None,

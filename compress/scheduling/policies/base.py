@@ -12,6 +12,8 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from compress.context import HookContext, Timing
+from compress.sparsity.masks import MaskStore
+from compress.sparsity.names import ParameterIndex
 
 PolicyLoss = namedtuple("PolicyLoss", ["overall_loss", "loss_components"])
 LossComponent = namedtuple("LossComponent", ["name", "value"])
@@ -20,11 +22,20 @@ LossComponent = namedtuple("LossComponent", ["name", "value"])
 class ScheduledTrainingPolicy:
     """Base class of policies; every hook is a no-op unless overridden.
 
-    The scheduler calls a policy's hooks only in epochs where its timing is active, except
-    :meth:`on_epoch_end`, which is also called only then. ``timing`` is set when the policy is added.
+    The scheduler calls a policy's hooks only in epochs where its timing is active. ``timing`` is set when the
+    policy is added. Adding a policy is two steps, so that a schedule that fails to load changes nothing:
+    :meth:`bind` resolves names against the model and may raise, but touches nothing; :meth:`attach` makes the
+    changes a policy needs on the model (gradient hooks, module conversion) and runs only once every policy of
+    the schedule has bound.
     """
 
     timing: Timing
+
+    def bind(self, index: ParameterIndex) -> None:
+        """Resolve what the policy acts on against the model's parameters; raise, but change nothing."""
+
+    def attach(self, masks: MaskStore) -> None:
+        """Make the changes the policy needs on the model (after every policy of the schedule has bound)."""
 
     @property
     def algorithm(self) -> str:

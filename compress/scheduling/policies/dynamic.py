@@ -11,6 +11,7 @@ from compress.errors import ArgumentError
 from compress.pruning.base import RegrowingPruner
 from compress.scheduling.policies.pruning import PruningPolicy
 from compress.sparsity.masks import MaskStore
+from compress.sparsity.names import ParameterIndex
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,11 @@ class DynamicSparsityPolicy(PruningPolicy):
         super().__init__(pruner, {})
         self._epoch_steps = 0
 
-    def bind(self, masks: MaskStore) -> None:
-        self.pruner.bind(masks.index)
+    def bind(self, index: ParameterIndex) -> None:
+        self.pruner.bind(index)
+
+    def attach(self, masks: MaskStore) -> None:
+        """Nothing to set up: masks come at the first active epoch."""
 
     def _params(self, store: MaskStore) -> Dict[str, torch.Tensor]:
         return {n: store.parameter(n) for n in self.pruner.weights}

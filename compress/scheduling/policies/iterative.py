@@ -76,8 +76,8 @@ class IterativePruningPolicy(PruningPolicy):
         """True once the policy has stopped pruning (the best recovered model is in place)."""
         return self.phase == "done"
 
-    def bind(self, masks: MaskStore) -> None:
-        super().bind(masks)
+    def attach(self, masks: MaskStore) -> None:
+        super().attach(masks)
         self.store = masks
 
     # -- snapshots of the best recovered model --------------------------------------------------------------

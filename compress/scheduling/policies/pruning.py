@@ -9,6 +9,7 @@ from compress.errors import ArgumentError
 from compress.pruning.base import Pruner
 from compress.scheduling.policies.base import ScheduledTrainingPolicy
 from compress.sparsity.masks import MaskStore
+from compress.sparsity.names import ParameterIndex
 
 PRUNING_POLICY_ARGS = ("levels", "keep_mask", "mini_batch_pruning_frequency", "mask_on_forward_only",
                        "mask_gradients", "use_double_copies", "discard_masks_at_minibatch_end",
@@ -63,11 +64,14 @@ class PruningPolicy(ScheduledTrainingPolicy):
         self.discard_masks_at_minibatch_end = args.get("discard_masks_at_minibatch_end", False)
         self.skip_first_minibatch = args.get("skip_first_minibatch", False)
 
-    def bind(self, masks: MaskStore) -> None:
-        """Resolve the pruner's weights against the model and set their masking modes."""
+    def bind(self, index: ParameterIndex) -> None:
+        """Resolve the pruner's weights against the model."""
         if self.levels is not None:
             self.pruner.levels = dict(self.levels)
-        self.pruner.bind(masks.index)
+        self.pruner.bind(index)
+
+    def attach(self, masks: MaskStore) -> None:
+        """Set the masking modes of the pruner's weights (gradient hooks where ``mask_gradients``)."""
         for name in self.pruner.weights:
             masks.configure(name, forward_only=self.mask_on_forward_only, double_copies=self.use_double_copies,
                             mask_gradients=self.mask_gradients)

@@ -4,18 +4,36 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping
 
 from compress.context import HookContext
+from compress.errors import ArgumentError
 from compress.scheduling.policies.base import ScheduledTrainingPolicy
+from compress.sparsity.masks import MaskStore
 
 
 class QuantizationPolicy(ScheduledTrainingPolicy):
-    """Run a quantizer: prepare the model once, then re-quantize parameters after every step of active epochs.
+    """Quantization-aware training: prepare the model once, then re-quantize parameters after every step of the
+    active epochs.
+
+    The model is prepared in :meth:`attach`, i.e. only once the whole schedule has loaded. A post-training
+    quantizer (one whose ``training_aware`` is false, such as
+    :class:`~compress.quantization.PostTrainLinearQuantizer`) is refused: build it with
+    :func:`~compress.scheduling.components_from_file` and prepare the trained model with it instead.
 
     Args:
-        quantizer: an object with ``prepare_model()`` and ``quantize_params()``.
+        quantizer: an object with ``prepare_model()`` and ``quantize_params()`` and ``training_aware = True``.
+
+    Raises:
+        ArgumentError: the quantizer is a post-training one.
     """
 
     def __init__(self, quantizer: Any):
+        if not getattr(quantizer, "training_aware", False):
+            raise ArgumentError("instance_name", f"{type(quantizer).__name__} is a post-training quantizer, which "
+                                                 f"cannot run in a training policy: build it with "
+                                                 f"compress.components_from_file(model, path) and call its "
+                                                 f"prepare_model() on the trained model")
         self.quantizer = quantizer
+
+    def attach(self, masks: MaskStore) -> None:
         self.quantizer.prepare_model()
         self.quantizer.quantize_params()
 

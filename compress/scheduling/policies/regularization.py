@@ -12,7 +12,7 @@ from compress.scheduling.policies.base import (
     PolicyLoss,
     ScheduledTrainingPolicy,
 )
-from compress.sparsity.masks import MaskStore
+from compress.sparsity.names import ParameterIndex
 
 
 class RegularizationPolicy(ScheduledTrainingPolicy):
@@ -30,8 +30,8 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
         self.regularizer = regularizer
         self.keep_mask = options.boolean("keep_mask", keep_mask)
 
-    def bind(self, masks: MaskStore) -> None:
-        self.regularizer.bind(masks.index)
+    def bind(self, index: ParameterIndex) -> None:
+        self.regularizer.bind(index)
 
     def before_backward_pass(self, ctx: HookContext, loss: torch.Tensor) -> Optional[PolicyLoss]:
         params = {n: ctx.masks.parameter(n) for n in self.regularizer.weights}
