@@ -486,8 +486,7 @@ def _rnn_from_float(rnn: _ModularRNN, prefix: str, fmt: Callable[[str], Optional
     return q
 
 
-def export_model(model: nn.Module, formats: FormatSpec = "int8", reduce_range: bool = True,
-                 *, _materialize: bool = True, _record: Optional[Dict[str, Dict[str, Any]]] = None) -> nn.Module:
+def export_model(model: nn.Module, formats: FormatSpec = "int8", reduce_range: bool = True) -> nn.Module:
     """A real compressed copy of ``model`` (the model itself is not changed).
 
     Every ``nn.Linear``, ``nn.Embedding`` and ``nn.LSTM``/``nn.GRU`` (or modular layer) whose format is not fp32
@@ -506,15 +505,22 @@ def export_model(model: nn.Module, formats: FormatSpec = "int8", reduce_range: b
     Returns:
         The exported model, in eval mode.
     """
+    return _build_quantized(model, formats, reduce_range, materialize=True)
+
+
+def _build_quantized(model: nn.Module, formats: FormatSpec, reduce_range: bool, *, materialize: bool,
+                     record: Optional[Dict[str, Dict[str, Any]]] = None) -> nn.Module:
+    """:func:`export_model`'s work; ``materialize=False`` builds the quantized structure without computing
+    weights (to load a saved file into), ``record`` collects each module's format."""
     fmt = _format_fn(formats)
-    record = _record if _record is not None else {}
+    record = record if record is not None else {}
     model = copy.deepcopy(model)
     model = convert_to_modular(model)
     shared: Dict[Tuple[int, WeightFormat], Tuple[torch.Tensor, ...]] = {}
 
     def convert(module: nn.Module, prefix: str) -> Optional[nn.Module]:
         if isinstance(module, (ModularLSTM, ModularGRU)):
-            q = _rnn_from_float(module, prefix, fmt, reduce_range, _materialize)
+            q = _rnn_from_float(module, prefix, fmt, reduce_range, materialize)
             kinds = {m.fmt.kind for m in q.modules() if isinstance(m, QuantizedLinear)}
             if kinds == {"fp32"}:
                 return module.to_pytorch()  # nothing to compress: keep the fast native layer
@@ -528,7 +534,7 @@ def export_model(model: nn.Module, formats: FormatSpec = "int8", reduce_range: b
         record[prefix] = f.to_dict()
         if isinstance(module, nn.Linear):
             q = QuantizedLinear(module.in_features, module.out_features, f, module.bias is not None, reduce_range)
-            if _materialize:
+            if materialize:
                 key = (id(module.weight), f)
                 if key in shared:
                     q.qweight, q.scale, q.zero_point = shared[key]
@@ -539,7 +545,7 @@ def export_model(model: nn.Module, formats: FormatSpec = "int8", reduce_range: b
                     shared[key] = (q.qweight, q.scale, q.zero_point)
             return q
         q = QuantizedEmbedding(module.num_embeddings, module.embedding_dim, f, module.padding_idx)
-        if _materialize:
+        if materialize:
             key = (id(module.weight), f)
             if key in shared:
                 q.qweight, q.scale, q.zero_point = shared[key]
@@ -600,8 +606,8 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a compress quantized model (format {FORMAT!r})")
     formats = {k: WeightFormat.from_dict(v) for k, v in state["formats"].items()}
-    skeleton = export_model(model, lambda name: formats.get(name), state.get("reduce_range", True),
-                            _materialize=False)
+    skeleton = _build_quantized(model, lambda name: formats.get(name), state.get("reduce_range", True),
+                                materialize=False)
     try:
         skeleton.load_state_dict(state["state_dict"], strict=True, assign=True)
     except RuntimeError as exc:
