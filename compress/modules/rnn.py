@@ -341,8 +341,8 @@ class _ModularRNN(nn.Module):
             for suffix, cells in (("", new.cells), ("_reverse", getattr(new, "cells_reverse", None))):
                 if cells is None:
                     continue
-                get = lambda n: getattr(rnn, f"{n}_l{layer}{suffix}", None)  # noqa: E731
-                _load_gates(cells[layer], get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"))
+                names = [f"{n}_l{layer}{suffix}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                _load_gates(cells[layer], *(getattr(rnn, n, None) for n in names))
         return new
 
     def to_pytorch(self) -> nn.RNNBase:

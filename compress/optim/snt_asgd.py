@@ -5,7 +5,7 @@ AWD-LSTM) starts averaging only once validation stops improving (see :mod:`compr
 sparse network the topology changes while averaging: a weight that is pruned must leave the average, and one that
 grows back must start a fresh average from its own first value. Selfish-RNN's ``Sparse_ASGD`` therefore keeps a
 step counter *per weight*. Here those counters are optimizer state shaped like the weight, so the mask store resets
-them exactly where it resets momentum: :meth:`compress.sparsity.masks.MaskStore.set_mask` zeroes them at pruned and regrown
+them exactly where it resets momentum: :meth:`compress.sparsity.MaskStore.set_mask` zeroes them at pruned and regrown
 positions and :meth:`~compress.sparsity.masks.MaskStore.after_step` at pruned ones. The optimizer itself knows no mask.
 """
 from __future__ import annotations

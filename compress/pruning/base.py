@@ -100,7 +100,7 @@ class Pruner(abc.ABC):
         """State a resume needs (empty for pruners that are functions of the weights and the epoch)."""
         return {}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027  (stateless pruners keep the default)
         """Restore :meth:`state_dict`."""
 
     def __repr__(self) -> str:

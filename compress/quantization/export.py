@@ -132,7 +132,8 @@ class QuantizedLinear(nn.Module):
     """``y = x W^T + b`` with ``W`` stored as int8 (+ fp32 scales and zero points), fp16 or fp32.
 
     Buffers: ``qweight`` (the stored values), ``scale`` and, for asymmetric modes, ``zero_point`` (int8 only,
-    PyTorch's convention ``W = (qweight - zero_point) * scale``, per row or one), ``bias`` (fp32). ``weight`` returns the
+    PyTorch's convention ``W = (qweight - zero_point) * scale``, per row or one), ``bias`` (fp32). ``weight`` returns
+    the
     float weight (materialised: for code that reads ``module.weight``, e.g. a model's ``init_hidden``).
 
     Args:
@@ -232,7 +233,8 @@ def _int8_storage(w: torch.Tensor, fmt: WeightFormat) -> Tuple[torch.Tensor, tor
     return q.to(torch.int8), scale, None if fmt.mode.symmetric else zero_point.round().to(torch.int8)
 
 
-def _dequantize_rows(q: torch.Tensor, scale: Optional[torch.Tensor], zero_point: Optional[torch.Tensor]) -> torch.Tensor:
+def _dequantize_rows(q: torch.Tensor, scale: Optional[torch.Tensor],
+                     zero_point: Optional[torch.Tensor]) -> torch.Tensor:
     if scale is None:
         return q.float()
     shape = (-1,) + (1,) * (q.dim() - 1)
@@ -279,7 +281,8 @@ class QuantizedEmbedding(nn.Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, fmt: WeightFormat, padding_idx: Optional[int] = None):
         super().__init__()
-        self.num_embeddings, self.embedding_dim, self.fmt, self.padding_idx = num_embeddings, embedding_dim, fmt, padding_idx
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.fmt, self.padding_idx = fmt, padding_idx
         dtype = {"int8": torch.int8, "fp16": torch.float16, "fp32": torch.float32}[fmt.kind]
         self.register_buffer("qweight", torch.zeros(num_embeddings, embedding_dim, dtype=dtype))
         _register_scales(self, num_embeddings, fmt)
@@ -479,7 +482,8 @@ def _rnn_from_float(rnn: _ModularRNN, prefix: str, fmt: Callable[[str], Optional
     q = cls(rnn.input_size, rnn.hidden_size, rnn.num_layers, rnn.bias, rnn.batch_first, rnn.bidirectional, formats,
             reduce_range)
     if materialize:
-        for ours, theirs in ((q.cells, rnn.cells), (getattr(q, "cells_reverse", []), getattr(rnn, "cells_reverse", []))):
+        pairs = ((q.cells, rnn.cells), (getattr(q, "cells_reverse", []), getattr(rnn, "cells_reverse", [])))
+        for ours, theirs in pairs:
             for qc, fc in zip(ours, theirs):
                 qc.fc_gate_x.set_weight(fc.fc_gate_x.weight, fc.fc_gate_x.bias)
                 qc.fc_gate_h.set_weight(fc.fc_gate_h.weight, fc.fc_gate_h.bias)
@@ -571,7 +575,8 @@ def _build_quantized(model: nn.Module, formats: FormatSpec, reduce_range: bool, 
     return model.eval()
 
 
-def save_quantized(model: nn.Module, path: Union[str, os.PathLike], formats: Optional[Mapping[str, Any]] = None) -> None:
+def save_quantized(model: nn.Module, path: Union[str, os.PathLike],
+                   formats: Optional[Mapping[str, Any]] = None) -> None:
     """Write an exported model's tensors and formats to ``path`` (atomically; plain data only).
 
     Args:

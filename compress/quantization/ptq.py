@@ -238,7 +238,8 @@ class PostTrainLinearQuantizer:
         if scale_approx_mult_bits is not None:
             raise ArgumentError("scale_approx_mult_bits", "not supported: " + _UNSUPPORTED["scale_approx_mult_bits"])
         if inputs_quant_auto_fallback is not True:
-            raise ArgumentError("inputs_quant_auto_fallback", "must be true: " + _UNSUPPORTED["inputs_quant_auto_fallback"])
+            raise ArgumentError("inputs_quant_auto_fallback",
+                                "must be true: " + _UNSUPPORTED["inputs_quant_auto_fallback"])
         _flag(save_fp_weights, "save_fp_weights")
         if bits_weights is not None and bits_parameters is not None and bits_weights != bits_parameters \
                 and bits_parameters != 8:
@@ -300,7 +301,8 @@ class PostTrainLinearQuantizer:
                 if k in _UNSUPPORTED:
                     raise ArgumentError(key_path(key, k), f"not supported: {_UNSUPPORTED[k]}")
                 if k not in OVERRIDE_KEYS:
-                    raise ArgumentError(key_path(key, k), f"unknown override key (accepted: {', '.join(OVERRIDE_KEYS)})")
+                    raise ArgumentError(key_path(key, k),
+                                        f"unknown override key (accepted: {', '.join(OVERRIDE_KEYS)})")
                 where = f"{key}.{k}"
                 if k in ("bits_activations", "bits_weights", "bits_parameters", "bits_bias"):
                     settings["bits_weights" if k == "bits_parameters" else k] = _bits(v, where)

@@ -5,8 +5,9 @@ leaf modules and records, for every input position and the output of each module
 ``avg_min``, ``avg_max`` (the mean over *samples* of each sample's minimum/maximum), ``mean``, ``std``, ``b``
 (the Laplace scale, mean of ``|x - mean|``; needs a second pass), ``shape`` (of the last call) and
 ``samples``; for the modules named in ``channels``, also ``channels``: ``min``, ``max``, ``mean``, ``std`` and
-``b`` of every channel (position along the last dimension) as lists, for per-channel activation scales. A sample is one vector along the last dimension (one time step of one sequence for the gates
-of a modular LSTM, one token for a decoder), which is what Distiller's per-timestep LSTM statistics counted.
+``b`` of every channel (position along the last dimension) as lists, for per-channel activation scales. A sample
+is one vector along the last dimension (one time step of one sequence for the gates of a modular LSTM, one token
+for a decoder), which is what Distiller's per-timestep LSTM statistics counted.
 
 **Weighting fixed against Distiller** (distiller.md §9): Distiller's collector updated ``avg_min``/``avg_max``
 as ``(total_numel * prev + Σ batch_mins) / (total_numel + batch_size)``, weighting the running value by every

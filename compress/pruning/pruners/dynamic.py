@@ -6,13 +6,15 @@ topology adapts. The death fraction anneals along a cosine, stepped per minibatc
 
 Where the parts live:
 
-* how much, when: :func:`compress.pruning.ramps.cosine_decay` (the death rate), :func:`compress.pruning.criteria.prune_regrow.apportion`
+* how much, when: :func:`compress.pruning.ramps.cosine_decay` (the death rate),
+  :func:`compress.pruning.criteria.prune_regrow.apportion`
   and :func:`~compress.pruning.criteria.prune_regrow.erdos_renyi_densities` (per-layer counts);
 * which weights: the pure criteria of :mod:`compress.pruning.criteria.prune_regrow`;
 * mask mechanics: :class:`compress.sparsity.masks.MaskStore` (``set_mask`` zeroes the optimizer state of pruned and
   regrown weights).
 
-:class:`~compress.scheduling.policies.DynamicSparsityPolicy` drives every :class:`~compress.pruning.base.RegrowingPruner`
+:class:`~compress.scheduling.policies.DynamicSparsityPolicy` drives every
+:class:`~compress.pruning.base.RegrowingPruner`
 from the scheduler's hooks.
 """
 from __future__ import annotations
@@ -238,7 +240,8 @@ class DynamicSparsityPruner(RegrowingPruner):
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         """The initial topology on the first call, then one prune-and-regrow event per call.
 
-        Used as a plain pruner (through :class:`~compress.scheduling.policies.PruningPolicy`), a weight pruned and regrown
+        Used as a plain pruner (through :class:`~compress.scheduling.policies.PruningPolicy`), a weight pruned and
+        regrown
         in the same event keeps its value; :class:`DynamicSparsityPolicy` restarts it at zero.
         """
         if not self.initialised:

@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 class StageWisePruner(SearchingPruner):
     """Prune groups of weights by magnitude, each at its own rate, with the rates found by search (SiPO).
 
-    See :mod:`compress.pruning.criteria.groups` for the strategies and :mod:`compress.pruning.rate_search` for the searches and the
+    See :mod:`compress.pruning.criteria.groups` for the strategies and :mod:`compress.pruning.rate_search` for the
+    searches and the
     fitness. The policy is :class:`~compress.scheduling.policies.IterativePruningPolicy`; ``evaluate`` comes from
     ``file_config(..., evaluate=fn)`` (a schedule that names this pruner without it does not load).
 

@@ -13,7 +13,8 @@ Two search strategies are offered:
 * :class:`GreedyRateSearch` (default): deterministic. From the start point it tries, for every group, pruning
   a share ``step`` of that group's remaining weights, keeps the feasible move that buys the most sparsity per
   unit of degradation, and halves ``step`` when no move is feasible, down to ``min_step``.
-* :class:`NCSRateSearch`: SiPO's negatively correlated search (:mod:`compress.pruning.rate_search.ncs`), population 6 and 100
+* :class:`NCSRateSearch`: SiPO's negatively correlated search (:mod:`compress.pruning.rate_search.ncs`), population 6
+  and 100
   generations by default (600 evaluations).
 
 Why greedy is the default: on a 2x64 LSTM LM (synthetic corpus, validation-perplexity constraints of +2%, +5% and
@@ -22,7 +23,7 @@ evaluations, two seeds) with 2-6x fewer evaluations (105-289), and NCS given gre
 (20% instead of 75% sparsity at +5%); greedy also gives the same answer on every run. ``examples/sipo_ptb.py``
 runs both on the PTB model. NCS remains available, as published.
 
-The search prunes the model in place through a :class:`~compress.sparsity.masks.MaskStore` while it evaluates candidates,
+The search prunes the model in place through a :class:`~compress.sparsity.MaskStore` while it evaluates candidates,
 and leaves it pruned at the best feasible candidate. Nothing it returns violates the constraint on the data the
 evaluate function saw: the best is always a candidate that was evaluated and met it, and when none did (not even
 the model as it was), the model is restored as it was and ``best`` is ``None``. Press Ctrl-C during a search to
@@ -358,7 +359,7 @@ class GreedyRateSearch:
                          current.sparsity, objective.evaluations)
                 continue
 
-            def score(move):
+            def score(move, current=current):
                 gain = move[1].sparsity - current.sparsity
                 cost = move[1].degradation - current.degradation
                 return (math.inf if cost <= 0 else gain / cost, gain)
@@ -409,7 +410,8 @@ def _bounds(groups: Sequence[ParameterGroup], value: Optional[Bound], default: f
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - {g.name for g in groups})
         if unknown:
-            raise ArgumentError(key_path(key, unknown[0]), f"no such group (groups: {', '.join(g.name for g in groups)})")
+            raise ArgumentError(key_path(key, unknown[0]),
+                                f"no such group (groups: {', '.join(g.name for g in groups)})")
         out = [value.get(g.name, default) for g in groups]
     else:
         out = [value] * len(groups)
