@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from compress.distributed import all_gather_object, barrier, is_distributed, world
 from compress.errors import CheckpointError
 from compress.io.files import atomic_write, safe_torch_load
 
@@ -40,16 +41,31 @@ def _check_plain(value: Any, key: str) -> None:
                     f"(numbers, strings, lists, dicts) can be loaded back safely")
 
 
-def rng_state() -> Dict[str, Any]:
-    """The torch RNG states (CPU, and every CUDA device if CUDA is initialised)."""
+def _local_rng_state() -> Dict[str, Any]:
     state: Dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def rng_state() -> Dict[str, Any]:
+    """The torch RNG states (CPU, and every CUDA device if CUDA is initialised).
+
+    Under ``torch.distributed`` (a collective: every rank calls it) the states of every rank are kept too, under
+    ``ranks``, so that a resumed run draws each rank's dropout masks exactly as the uninterrupted one.
+    """
+    state = _local_rng_state()
+    if is_distributed():
+        state["ranks"] = all_gather_object(state)
+    return state
+
+
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore :func:`rng_state`."""
+    """Restore :func:`rng_state` (each rank its own state, when the checkpoint has one per rank)."""
+    rank, size = world()
+    ranks = state.get("ranks")
+    if isinstance(ranks, (list, tuple)) and len(ranks) == size and size > 1:
+        state = ranks[rank]
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -68,6 +84,9 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         scheduler: its ``state_dict`` (masks, policy and pruner state, position) is saved, if given.
         **extra: anything else to keep (epoch, best validation loss, arguments...): tensors and plain data only.
 
+    Under ``torch.distributed`` every rank calls it (the RNG states of all ranks are gathered) and rank 0 alone
+    writes; the others wait until the file is complete.
+
     Raises:
         TypeError: an ``extra`` value could not be loaded back with ``weights_only=True``.
     """
@@ -82,8 +101,10 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         "rng": rng_state(),
         "extra": dict(extra),
     }
-    with atomic_write(path) as f:
-        torch.save(state, f)
+    if world()[0] == 0:
+        with atomic_write(path) as f:
+            torch.save(state, f)
+    barrier()  # no rank reads the file before it is complete
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:

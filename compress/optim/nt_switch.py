@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from compress import options
+from compress.distributed import mean_over_ranks
 from compress.errors import ArgumentError
 from compress.optim.snt_asgd import SparseNTASGD
 from compress.registry import register_extension
@@ -65,7 +66,7 @@ def _validation_loss(kwargs: Mapping[str, Any]) -> float:
     if not isinstance(metrics, (Real, torch.Tensor)) or isinstance(metrics, bool):
         raise ValueError("NTASGDSwitch needs the validation loss: call on_epoch_end(epoch, optimizer, "
                          "metrics={'min': val_loss}) (or metrics=<float>)")
-    value = float(metrics)
+    value = mean_over_ranks(float(metrics))  # one decision for every rank of a distributed run
     if math.isnan(value):
         raise ValueError("NTASGDSwitch got a NaN validation loss")
     return value

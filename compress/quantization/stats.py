@@ -48,6 +48,7 @@ import torch
 import yaml
 from torch import nn
 
+from compress.distributed import all_gather_object, is_distributed
 from compress.io.files import atomic_write
 
 __all__ = ["ActivationStatsCollector", "collect_activation_stats", "run_calibration", "save_stats", "load_stats",
@@ -89,6 +90,24 @@ class _ChannelStats:
 
     def mean(self) -> torch.Tensor:
         return self.sum / self.rows
+
+    def payload(self, first_pass: bool) -> Any:
+        """This rank's part of a merge over ranks, on the CPU."""
+        if first_pass:
+            return (self.min.cpu(), self.max.cpu(), self.sum.cpu(), self.sumsq.cpu(), self.rows)
+        return None if self.absdev is None else self.absdev.cpu()
+
+    def absorb(self, payloads: List[Any], first_pass: bool) -> None:
+        """Replace this rank's statistics by the union of every rank's ``payloads``."""
+        dev = self.min.device
+        if first_pass:
+            self.min = torch.stack([p[0] for p in payloads]).amin(0).to(dev)
+            self.max = torch.stack([p[1] for p in payloads]).amax(0).to(dev)
+            self.sum = torch.stack([p[2] for p in payloads]).sum(0).to(dev)
+            self.sumsq = torch.stack([p[3] for p in payloads]).sum(0).to(dev)
+            self.rows = sum(p[4] for p in payloads)
+        elif any(p is not None for p in payloads):
+            self.absdev = torch.stack([p for p in payloads if p is not None]).sum(0).to(dev)
 
     def add_absdev(self, rows: torch.Tensor) -> None:
         dev = (rows.to(torch.float64) - self.mean()).abs().sum(0)
@@ -169,6 +188,34 @@ class _Slot:
         var = ((p[:, 5] + (p[:, 4] - mean).square()) * n).sum() / total
         return torch.stack([p[:, 0].min(), p[:, 1].max(), p[:, 2].sum(), p[:, 3].sum(), mean, var])
 
+    def payload(self, first_pass: bool) -> Any:
+        """This rank's part of a merge over ranks (reduced, on the CPU)."""
+        channels = self.channels.payload(first_pass) if self.channels is not None else None
+        if first_pass:
+            counts = (sum(c[0] for c in self.counts), sum(c[1] for c in self.counts))
+            return (self._reduce().cpu() if self.parts else None, counts, tuple(self.shape), channels)
+        return (torch.stack(self.absdev).sum().cpu() if self.absdev else None, channels)
+
+    def absorb(self, payloads: List[Any], first_pass: bool) -> None:
+        """Replace this rank's statistics by the union of every rank's ``payloads`` (Chan's merge of means and
+        variances, as within one rank)."""
+        device = self.parts[0].device if self.parts else torch.device("cpu")
+        if first_pass:
+            present = [p for p in payloads if p[0] is not None]
+            if present:
+                self.parts = [p[0].to(device) for p in present]
+                self.counts = [p[1] for p in present]
+                self.parts, self.counts = [self._reduce()], [(sum(c[0] for c in self.counts),
+                                                              sum(c[1] for c in self.counts))]
+                self.shape = self.shape or present[0][2]
+        else:
+            present = [p[0] for p in payloads if p[0] is not None]
+            if present:
+                self.absdev = [torch.stack(present).sum().to(device)]
+        channel_parts = [p[-1] for p in payloads if p[-1] is not None]
+        if self.channels is not None and channel_parts:
+            self.channels.absorb(channel_parts, first_pass)
+
     def summary(self, with_b: bool) -> Dict[str, Any]:
         mn, mx, sum_min, sum_max, mean, var = self._reduce().cpu().tolist()
         total = sum(c[0] for c in self.counts)
@@ -215,6 +262,7 @@ class ActivationStatsCollector:
         self._slots: Dict[str, Dict[Any, _Slot]] = {n: {} for n in modules}
         self._handles: List[Any] = []
         self._pass = 1
+        self._merged_pass = 0  # the last pass whose statistics were combined over ranks
 
     def _hook(self, name: str):
         slots = self._slots[name]
@@ -245,8 +293,29 @@ class ActivationStatsCollector:
         self._handles = []
 
     def second_pass(self) -> None:
-        """From now on accumulate ``b`` (mean absolute deviation from each tensor's overall mean)."""
+        """From now on accumulate ``b`` (mean absolute deviation from each tensor's overall mean).
+
+        Under ``torch.distributed`` (every rank calls it) the first pass is first combined over the ranks, so
+        the deviations are taken from the mean of all ranks' data.
+        """
+        self._merge_ranks()
         self._pass = 2
+
+    def _merge_ranks(self) -> None:
+        # Each rank calibrates on its own data shard; the statistics are those of the union, the same on all.
+        # One collective for the whole collector, so a module that one rank never called cannot desynchronise it.
+        if not is_distributed() or self._merged_pass == self._pass:
+            return
+        first = self._pass == 1
+        mine = {(name, key): slot.payload(first) for name in self.names for key, slot in self._slots[name].items()}
+        everyone = all_gather_object(mine)
+        for name, key in sorted(set().union(*everyone), key=str):
+            slots = self._slots[name]
+            if key not in slots:  # this rank never saw the module: it still reports the union
+                slots[key] = _Slot(name in self.channels, f"module {name} {'output' if key == 'output' else key}")
+            payloads = [theirs[(name, key)] for theirs in everyone if (name, key) in theirs]
+            slots[key].absorb(payloads, first)
+        self._merged_pass = self._pass
 
     def __enter__(self) -> ActivationStatsCollector:
         return self.start()
@@ -255,7 +324,9 @@ class ActivationStatsCollector:
         self.stop()
 
     def stats(self) -> Stats:
-        """The statistics so far, as plain Python data in Distiller's layout."""
+        """The statistics so far, as plain Python data in Distiller's layout (under ``torch.distributed``: of
+        every rank's calibration data together; every rank must call it)."""
+        self._merge_ranks()
         out: Stats = {}
         with_b = self._pass == 2
         for name in self.names:

@@ -71,6 +71,8 @@ class MaskStore:
         self._unmasked: Dict[str, torch.Tensor] = {}
         self._grad_hooks: Dict[str, Any] = {}
         self._versions: Dict[str, int] = {}
+        #: counts every change of a mask (set, removed, loaded); the scheduler compares ranks when it moves
+        self.changes = 0
 
     # -- access -------------------------------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -104,6 +106,7 @@ class MaskStore:
         if mask.shape != param.shape:
             raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, parameter has {tuple(param.shape)}")
         mask = mask.to(device=param.device, dtype=torch.bool)
+        self.changes += 1
         previous = self._masks.get(name)
         self._masks[name] = mask
         with torch.no_grad():
@@ -115,6 +118,7 @@ class MaskStore:
 
     def remove_mask(self, name: str) -> None:
         """Forget the mask of ``name``: the weight is dense again from the next step on."""
+        self.changes += name in self._masks
         self._masks.pop(name, None)
         self._versions.pop(name, None)
         self.forward_only.discard(name)

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from compress import options
+from compress.distributed import mean_over_ranks
 from compress.errors import ArgumentError, key_path
 from compress.pruning.criteria.groups import (
     ParameterGroup,
@@ -65,12 +66,17 @@ Bound = Union[float, Mapping[str, float]]
 
 
 def call_evaluate(evaluate: Evaluate, model: nn.Module) -> float:
-    """``float(evaluate(model))``, leaving the model in the train/eval mode it was in."""
+    """``float(evaluate(model))``, leaving the model in the train/eval mode it was in.
+
+    Under ``torch.distributed`` the value is averaged over the ranks (every rank calls it at the same point),
+    so searches and recovery tests that read it take the same decision on every rank.
+    """
     was_training = model.training
     try:
-        return float(evaluate(model))
+        value = float(evaluate(model))
     finally:
         model.train(was_training)
+    return mean_over_ranks(value)
 
 
 @dataclass(frozen=True)

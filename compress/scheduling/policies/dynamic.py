@@ -7,6 +7,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from compress.context import HookContext
+from compress.distributed import broadcast_, broadcast_object
 from compress.errors import ArgumentError
 from compress.pruning.base import RegrowingPruner
 from compress.scheduling.policies.pruning import PruningPolicy
@@ -47,14 +48,15 @@ class DynamicSparsityPolicy(PruningPolicy):
         self.pruner.bind(index)
 
     def attach(self, masks: MaskStore) -> None:
-        """Nothing to set up: masks come at the first active epoch."""
+        """Agree on rank 0's seed (masks themselves come at the first active epoch)."""
+        self.pruner.seed = broadcast_object(self.pruner.seed)
 
     def _params(self, store: MaskStore) -> Dict[str, torch.Tensor]:
         return {n: store.parameter(n) for n in self.pruner.weights}
 
     def _apply(self, store: MaskStore, masks: Mapping[str, torch.Tensor], optimizer) -> None:
         for name, mask in masks.items():
-            store.set_mask(name, _broadcast(mask), optimizer)
+            store.set_mask(name, broadcast_(mask), optimizer)
 
     def on_epoch_begin(self, ctx: HookContext, **kwargs: Any) -> None:
         self._epoch_steps = 0
@@ -83,15 +85,3 @@ class DynamicSparsityPolicy(PruningPolicy):
         update = self.pruner.prune_and_regrow(params, current, step)
         self._apply(ctx.masks, update.survivors, ctx.optimizer)
         self._apply(ctx.masks, update.masks, ctx.optimizer)
-
-
-def _broadcast(mask: torch.Tensor) -> torch.Tensor:
-    """Rank 0's mask on every rank (a no-op unless ``torch.distributed`` is initialised)."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return mask
-    buf = mask.to(torch.uint8)
-    dist.broadcast(buf, src=0)
-    return buf.bool()
-
-

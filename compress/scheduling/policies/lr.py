@@ -6,6 +6,7 @@ from typing import Any, Dict, Mapping
 import torch
 
 from compress.context import HookContext
+from compress.distributed import mean_over_ranks
 from compress.scheduling.policies.base import ScheduledTrainingPolicy
 
 
@@ -31,7 +32,7 @@ class LRPolicy(ScheduledTrainingPolicy):
             if metrics is None:
                 raise ValueError("ReduceLROnPlateau needs on_epoch_end(epoch, optimizer, metrics={'min': "
                                  "val_loss}) (or metrics=<float>)")
-            self.lr_scheduler.step(float(metrics))
+            self.lr_scheduler.step(mean_over_ranks(float(metrics)))  # the same LR on every rank
         else:
             self.lr_scheduler.step()
 
