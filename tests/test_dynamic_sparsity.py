@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import compress
 from compress import ScheduleError
@@ -328,7 +329,8 @@ def test_resume_from_a_checkpoint_is_bit_exact(tmp_path):
         for key, value in opt_a.state[pa].items():
             assert torch.equal(value, opt_c.state[pc][key]), key
     dst_a, dst_c = sched_a.components["pruners"]["p"], sched_c.components["pruners"]["p"]
-    assert dst_a.events == dst_c.events == 5 and dst_a.steps == dst_c.steps == 15
+    # five epochs, no event after the last one (its regrown weights could not train)
+    assert dst_a.events == dst_c.events == 4 and dst_a.steps == dst_c.steps == 15
     for name, m in dst_a.momentum.items():
         assert torch.equal(m, dst_c.momentum[name])
 
@@ -396,5 +398,49 @@ def test_pruner_is_usable_from_code_without_a_schedule():
     scheduler.add_policy(pruner, starting_epoch=0, ending_epoch=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     run(model, optimizer, scheduler, range(2))
-    assert pruner.events == 2
+    assert pruner.events == 1  # after epoch 0; none after the policy's last epoch
     assert sum(int(scheduler.masks[n].sum()) for n in pruner.weights) == sum(pruner.targets)
+
+
+def _dst_run(epochs, ending_epoch, update_frequency="epoch"):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    schedule = {"pruners": {"p": {"class": "SelfishRNNPruner", "density": 0.5, "death_rate": 0.5,
+                                  "update_frequency": update_frequency}},
+                "policies": [{"pruner": {"instance_name": "p"}, "starting_epoch": 0, "ending_epoch": ending_epoch}]}
+    scheduler = compress.dict_config(model, optimizer, schedule)
+    x = torch.randn(8, 6)
+    for epoch in range(epochs):
+        scheduler.on_epoch_begin(epoch, optimizer)
+        for i in range(2):
+            scheduler.on_minibatch_begin(epoch, i, 2, optimizer)
+            loss = model(x).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.on_minibatch_end(epoch, i, 2, optimizer)
+        scheduler.on_epoch_end(epoch, optimizer)
+    return model, scheduler
+
+
+@pytest.mark.parametrize("update_frequency", ["epoch", 2])
+def test_no_prune_and_regrow_happens_after_the_policys_last_step(update_frequency):
+    model, scheduler = _dst_run(3, 3, update_frequency)
+    policy = scheduler.policies[0][2]
+    assert policy.untrained_regrowth == 0
+    for name, mask in scheduler.masks.items():  # every active weight has trained: none is stuck at zero
+        weight = dict(model.named_parameters())[name]
+        assert int((weight != 0).sum()) == int(mask.sum()), name
+
+
+def test_evaluating_with_untrained_regrown_weights_warns_once_with_the_count(caplog):
+    model, scheduler = _dst_run(2, 10)  # the loop stops long before the policy's ending_epoch
+    policy = scheduler.policies[0][2]
+    assert policy.untrained_regrowth > 0
+    model.eval()
+    with caplog.at_level("WARNING"):
+        model(torch.randn(1, 6))
+        model(torch.randn(1, 6))
+    warnings = [r for r in caplog.records if "still at zero" in r.getMessage()]
+    assert len(warnings) == 1 and str(policy.untrained_regrowth) in warnings[0].getMessage()
