@@ -12,6 +12,7 @@ Masks are applied by :class:`compress.sparsity.MaskStore`, never here.
 """
 from compress.pruning.base import (
                                       FixedStructurePruner,
+                                      PerWeightPruner,
                                       Pruner,
                                       RegrowingPruner,
                                       SearchingPruner,
@@ -41,7 +42,7 @@ from compress.pruning.rate_search import (
 from compress.pruning.regularizers import GroupLassoRegularizer, L1Regularizer
 from compress.pruning.sensitivity import SensitivityResult, sensitivity_analysis
 
-__all__ = ["Pruner", "FixedStructurePruner", "RegrowingPruner", "SearchingPruner", "TopologyUpdate",
+__all__ = ["Pruner", "PerWeightPruner", "FixedStructurePruner", "RegrowingPruner", "SearchingPruner", "TopologyUpdate",
            "AutomatedGradualPruner", "BaiduRNNPruner", "SparsityLevelParameterPruner", "MagnitudeParameterPruner",
            "SensitivityPruner", "SplicingPruner", "BlockSparseLSTMPruner", "BlockEmbeddingPruner",
            "DynamicSparsityPruner", "SelfishRNNPruner", "SETPruner", "RigLPruner", "StageWisePruner",

@@ -107,6 +107,22 @@ class Pruner(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, weights={self.weights or self.weight_patterns})"
 
 
+class PerWeightPruner(Pruner):
+    """A pruner configured weight by weight with a Distiller-style map ``{name or pattern: value, '*': default}``.
+
+    Subclasses name the constructor argument that holds the map in :attr:`targets_key`; :meth:`bind` resolves it
+    into :attr:`targets` (canonical name → value) and prunes exactly those weights.
+    """
+
+    #: the attribute (and constructor argument) holding the per-weight map
+    targets_key: str = "targets_spec"
+
+    def bind(self, index: ParameterIndex) -> None:
+        """Resolve the per-weight map against the model; ``ArgumentError`` names the entry that matches nothing."""
+        self.targets = resolve_targets(index, getattr(self, self.targets_key), self.targets_key)
+        self.weights = list(self.targets)
+
+
 class FixedStructurePruner(Pruner):
     """A pruner whose masks are a structure fixed by the weight shapes, computed once in :meth:`bind`.
 

@@ -7,13 +7,12 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.pruning.base import Pruner, resolve_targets
+from compress.pruning.base import PerWeightPruner
 from compress.registry import register_pruner
-from compress.sparsity.names import ParameterIndex
 
 
 @register_pruner
-class MagnitudeParameterPruner(Pruner):
+class MagnitudeParameterPruner(PerWeightPruner):
     """Keep weights with ``|w| > threshold``; the sparsity is whatever the threshold gives.
 
     Args:
@@ -22,15 +21,13 @@ class MagnitudeParameterPruner(Pruner):
             every parameter, biases included.
     """
 
+    targets_key = "thresholds"
+
     def __init__(self, name: str, thresholds: Mapping[str, float]):
         super().__init__(name)
         options.mapping("thresholds", thresholds)
         self.thresholds = {k: options.number(("thresholds", k), v, minimum=0) for k, v in thresholds.items()}
         self.targets: Dict[str, float] = {}
-
-    def bind(self, index: ParameterIndex) -> None:
-        self.targets = resolve_targets(index, self.thresholds, "thresholds")
-        self.weights = list(self.targets)
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         return {n: params[n].detach().abs() > self.targets[n] for n in self.weights}

@@ -7,13 +7,12 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.pruning.base import Pruner, resolve_targets
+from compress.pruning.base import PerWeightPruner
 from compress.registry import register_pruner
-from compress.sparsity.names import ParameterIndex
 
 
 @register_pruner
-class SensitivityPruner(Pruner):
+class SensitivityPruner(PerWeightPruner):
     """Keep weights with ``|w| > s * std(w)``, ``std`` taken once, at the weight's first pruning.
 
     Fixing the threshold at the first pruning event is what makes the method prune more over time: as
@@ -26,6 +25,8 @@ class SensitivityPruner(Pruner):
         sensitivities: ``{weight name or pattern: s, '*': default}``.
     """
 
+    targets_key = "sensitivities"
+
     def __init__(self, name: str, sensitivities: Mapping[str, float]):
         super().__init__(name)
         options.mapping("sensitivities", sensitivities)
@@ -33,10 +34,6 @@ class SensitivityPruner(Pruner):
                               for k, v in sensitivities.items()}
         self.targets: Dict[str, float] = {}
         self.stds: Dict[str, float] = {}
-
-    def bind(self, index: ParameterIndex) -> None:
-        self.targets = resolve_targets(index, self.sensitivities, "sensitivities")
-        self.weights = list(self.targets)
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         masks = {}

@@ -8,13 +8,12 @@ import torch
 from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, resolve_targets
+from compress.pruning.base import PerWeightPruner
 from compress.registry import register_pruner
-from compress.sparsity.names import ParameterIndex
 
 
 @register_pruner
-class SplicingPruner(Pruner):
+class SplicingPruner(PerWeightPruner):
     """Two thresholds around ``mean|w| + s * std|w|``: below the low one a weight is cut, above the high one it
     is spliced back, in between it keeps its current state.
 
@@ -31,6 +30,8 @@ class SplicingPruner(Pruner):
         sensitivity_multiplier: per-epoch growth of ``s`` (0: constant).
     """
 
+    targets_key = "sensitivities"
+
     def __init__(self, name: str, sensitivities: Mapping[str, float], low_thresh_mult: float,
                  hi_thresh_mult: float, sensitivity_multiplier: float = 0):
         super().__init__(name)
@@ -44,10 +45,6 @@ class SplicingPruner(Pruner):
         self.sensitivity_multiplier = options.number("sensitivity_multiplier", sensitivity_multiplier, minimum=0)
         self.targets: Dict[str, float] = {}
         self.stats: Dict[str, tuple] = {}
-
-    def bind(self, index: ParameterIndex) -> None:
-        self.targets = resolve_targets(index, self.sensitivities, "sensitivities")
-        self.weights = list(self.targets)
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         masks = {}
