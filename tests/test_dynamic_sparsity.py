@@ -326,7 +326,8 @@ def test_resume_from_a_checkpoint_is_bit_exact(tmp_path):
         assert torch.equal(mask, sched_c.masks[name]), name
     for pa, pc in zip(model_a.parameters(), model_c.parameters()):
         for key, value in opt_a.state[pa].items():
-            assert torch.equal(value, opt_c.state[pc][key]), key
+            other = opt_c.state[pc][key]
+            assert torch.equal(value, other) if torch.is_tensor(value) else value == other, key
     dst_a, dst_c = sched_a.components["pruners"]["p"], sched_c.components["pruners"]["p"]
     assert dst_a.events == dst_c.events == 5 and dst_a.steps == dst_c.steps == 15
     for name, m in dst_a.momentum.items():
