@@ -262,3 +262,11 @@ def test_step_and_eta_are_host_numbers_also_after_loading_a_checkpoint_of_tensor
 def test_half_precision_weights_are_refused_by_name():
     with pytest.raises(compress.errors.ArgumentError, match="float32 or float64"):
         SparseNTASGD([torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))], lr=0.1)
+
+
+def test_module_examples_run():
+    import doctest
+
+    import compress.optim.snt_asgd as module
+
+    assert doctest.testmod(module).failed == 0
