@@ -225,6 +225,25 @@ def test_random_growth_is_a_function_of_the_seed():
     assert int(draw[0].sum()) == 30
 
 
+def test_update_frequency_never_keeps_the_initial_random_mask_a_static_baseline():
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=2.0)
+    scheduler = compress.dict_config(model, optimizer, dst_schedule(update_frequency="never"))
+    pruner = pruner_of(scheduler)
+    initial = {}
+
+    def keep(epoch):
+        masks = {n: scheduler.masks[n].clone() for n in pruner.weights}
+        initial.setdefault("masks", masks)
+        for n, m in masks.items():
+            assert torch.equal(m, initial["masks"][n]), (epoch, n)
+            assert not scheduler.masks.parameter(n)[~m].any()
+
+    run(model, optimizer, scheduler, range(3), after_epoch=keep)
+    assert pruner.events == 0 and pruner.steps == 12
+    assert [int(initial["masks"][n].sum()) for n in pruner.weights] == pruner.targets
+
+
 # -- mask mechanics: regrown weights and optimizer state -------------------------------------------------------
 def test_regrown_weights_start_at_zero_with_reset_momentum():
     model = tiny_model()

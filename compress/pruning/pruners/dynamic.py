@@ -40,6 +40,7 @@ from compress.sparsity.names import ParameterIndex
 log = logging.getLogger(__name__)
 
 DECAY_MODES = ("cosine", "constant")
+UPDATE_WORDS = ("epoch", "never")   # update_frequency's words; otherwise it is a number of minibatches
 _SEED_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
@@ -117,8 +118,9 @@ class DynamicSparsityPruner(RegrowingPruner):
         death_rate_floor: the cosine's floor (Selfish-RNN: 0.005).
         decay_epochs: epochs the cosine spans; default the policy's epochs (``ending_epoch - starting_epoch``).
             The death rate is stepped once per minibatch.
-        update_frequency: ``epoch`` (prune and regrow at every active epoch's end) or a number ``k`` of
-            minibatches.
+        update_frequency: ``epoch`` (prune and regrow at every active epoch's end), a number ``k`` of
+            minibatches, or ``never``: the initial random topology stays, a static random mask at the same
+            density (the baseline that shows what the regrowth adds).
         threshold: initial threshold of ``threshold`` death and of ``nonzeros`` redistribution.
         set_negatives: ``closest_to_zero`` (the SET paper) or ``most_negative`` (the Selfish-RNN code).
         growth_momentum: decay of the pruner's gradient momentum (``momentum`` growth/redistribution).
@@ -151,9 +153,9 @@ class DynamicSparsityPruner(RegrowingPruner):
                                          or decay_epochs < 1):
             raise ArgumentError("decay_epochs", f"expected a positive integer, got {decay_epochs!r}")
         self.decay_epochs = decay_epochs
-        if update_frequency != "epoch" and (isinstance(update_frequency, bool)
-                                            or not isinstance(update_frequency, int) or update_frequency < 1):
-            raise ArgumentError("update_frequency", f"expected 'epoch' or a positive number of minibatches, "
+        if update_frequency not in UPDATE_WORDS and (isinstance(update_frequency, bool)
+                                                     or not isinstance(update_frequency, int) or update_frequency < 1):
+            raise ArgumentError("update_frequency", f"expected 'epoch', 'never' or a positive number of minibatches, "
                                                     f"got {update_frequency!r}")
         self.update_frequency = update_frequency
         self.initial_threshold = check_number("threshold", threshold, minimum=0.0)
@@ -218,7 +220,7 @@ class DynamicSparsityPruner(RegrowingPruner):
             self._accumulate_momentum(params)
         if self.growth == "gradient" and self.update_frequency == "epoch" and last_of_epoch:
             self._last_grads = {n: p.grad.detach().abs() for n, p in params.items() if p.grad is not None}
-        return self.update_frequency != "epoch" and self.steps % self.update_frequency == 0
+        return self.update_frequency not in UPDATE_WORDS and self.steps % self.update_frequency == 0
 
     def observe_epoch_end(self, steps_this_epoch: int, timing) -> None:
         """Fix the cosine's length from the first epoch when the loop never said how many minibatches it has."""
