@@ -179,7 +179,8 @@ class RegrowingPruner(Pruner):
 
     Attributes:
         initialised: True once :meth:`initial_masks` has run (saved in :meth:`state_dict`).
-        update_frequency: ``'epoch'`` (update at every active epoch's end) or a number of minibatches.
+        update_frequency: ``'epoch'`` (update at every active epoch's end), a number of minibatches, or
+            ``'never'`` (the initial topology stays).
     """
 
     initialised: bool = False

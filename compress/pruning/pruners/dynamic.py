@@ -36,6 +36,7 @@ from compress.sparsity.names import ParameterIndex
 log = logging.getLogger(__name__)
 
 DECAY_MODES = ("cosine", "constant")
+UPDATE_WORDS = ("epoch", "never")   # update_frequency's words; otherwise it is a number of minibatches
 _SEED_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
@@ -102,8 +103,9 @@ class DynamicSparsityPruner(RegrowingPruner):
         death_rate_floor: the cosine's floor (Selfish-RNN: 0.005).
         decay_epochs: epochs the cosine spans; default the policy's epochs (``ending_epoch - starting_epoch``).
             The death rate is stepped once per minibatch.
-        update_frequency: ``epoch`` (prune and regrow at every active epoch's end) or a number ``k`` of
-            minibatches.
+        update_frequency: ``epoch`` (prune and regrow at every active epoch's end), a number ``k`` of
+            minibatches, or ``never``: the initial random topology stays, a static random mask at the same
+            density (the baseline that shows what the regrowth adds).
         threshold: initial threshold of ``threshold`` death and of ``nonzeros`` redistribution.
         set_negatives: ``closest_to_zero`` (the SET paper) or ``most_negative`` (the Selfish-RNN code).
         growth_momentum: decay of the pruner's gradient momentum (``momentum`` growth/redistribution).
@@ -130,12 +132,12 @@ class DynamicSparsityPruner(RegrowingPruner):
         self.death_rate_floor = options.number("death_rate_floor", death_rate_floor, minimum=0.0,
                                                maximum=self.death_rate)
         self.decay_epochs = options.optional(options.integer, "decay_epochs", decay_epochs, minimum=1)
-        if update_frequency != "epoch":
+        if update_frequency not in UPDATE_WORDS:
             try:
                 options.integer("update_frequency", update_frequency, minimum=1)
             except ArgumentError:
-                raise ArgumentError("update_frequency", f"expected 'epoch' or a positive number of minibatches, "
-                                                        f"got {update_frequency!r}") from None
+                raise ArgumentError("update_frequency", f"expected 'epoch', 'never' or a positive number of "
+                                                        f"minibatches, got {update_frequency!r}") from None
         self.update_frequency = update_frequency
         self.initial_threshold = options.number("threshold", threshold, minimum=0.0)
         self.set_negatives = options.choice("set_negatives", set_negatives, pr.SET_NEGATIVES)
@@ -198,7 +200,7 @@ class DynamicSparsityPruner(RegrowingPruner):
             self._accumulate_momentum(params)
         if "gradient" in pr.GROWTH.needs(self.growth) and self.update_frequency == "epoch" and last_of_epoch:
             self._last_grads = {n: p.grad.detach().abs() for n, p in params.items() if p.grad is not None}
-        return self.update_frequency != "epoch" and self.steps % self.update_frequency == 0
+        return self.update_frequency not in UPDATE_WORDS and self.steps % self.update_frequency == 0
 
     def observe_epoch_end(self, steps_this_epoch: int, timing) -> None:
         """Fix the cosine's length from the first epoch when the loop never said how many minibatches it has."""
