@@ -161,6 +161,24 @@ def test_without_keep_mask_thresholding_zeroes_weights_after_each_step_but_keeps
     assert zero_after_policy[0] > 0 and zero_after_policy[1] < zero_after_policy[0]   # the zeros train again
 
 
+def test_group_lasso_thresholding_zeroes_whole_rows_after_each_step(tiny_lm):
+    optimizer = torch.optim.SGD(tiny_lm.parameters(), lr=0.01)
+    scheduler = compress.dict_config(tiny_lm, optimizer, {
+        "regularizers": {"gl": {"class": "GroupLassoRegularizer", "reg_regims": {HH: [0.2, "Rows"]},
+                                "threshold_criteria": "Max"}},
+        "policies": [{"regularizer": {"instance_name": "gl"}, "epochs": [0]}]})
+    weight = tiny_lm.rnn.weight_hh_l0
+    zero_rows = []
+
+    def rows_zeroed_or_above_the_strength(epoch, i):
+        row_max = weight.detach().abs().amax(dim=1)
+        assert ((row_max == 0) | (row_max > 0.2)).all()
+        zero_rows.append(int((row_max == 0).sum()))
+
+    run_epochs(tiny_lm, scheduler, optimizer, lm_batches(2), 1, after_step=rows_zeroed_or_above_the_strength)
+    assert 0 < zero_rows[-1] < weight.shape[0]
+
+
 def test_keep_mask_keeps_the_threshold_masks_of_the_last_minibatch_of_the_last_epoch(tiny_lm):
     optimizer = torch.optim.SGD(tiny_lm.parameters(), lr=0.5, momentum=0.9)
     scheduler = compress.dict_config(tiny_lm, optimizer, l1_schedule(0.05, [0, 1], "Max", keep_mask=True))
