@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from loops import LMLoss, run_epochs
 from torch import nn
 
 import compress
@@ -30,29 +30,19 @@ def dst_schedule(epochs=4, **pruner):
             "policies": [{"pruner": {"instance_name": "p"}, "starting_epoch": 0, "ending_epoch": epochs}]}
 
 
+def random_batches(gen, minibatches):
+    """``batches(epoch)`` for :func:`run_epochs`: fresh random tokens and targets every epoch, drawn from ``gen``."""
+    def draw():
+        return torch.randint(0, VOCAB, (5, 3), generator=gen), torch.randint(0, VOCAB, (15,), generator=gen)
+
+    return lambda epoch: [draw() for _ in range(minibatches)]
+
+
 def run(model, optimizer, scheduler, epochs, minibatches=4, seed=1, after_step=None, after_epoch=None):
     gen = torch.Generator().manual_seed(seed)
-    for epoch in epochs:
-        scheduler.on_epoch_begin(epoch, optimizer)
-        hidden = model.init_hidden(3)
-        for b in range(minibatches):
-            data = torch.randint(0, VOCAB, (5, 3), generator=gen)
-            target = torch.randint(0, VOCAB, (15,), generator=gen)
-            scheduler.on_minibatch_begin(epoch, b, minibatches, optimizer)
-            out, hidden = model(data, hidden)
-            hidden = tuple(h.detach() for h in hidden)
-            loss = F.cross_entropy(out.view(-1, VOCAB), target)
-            loss = scheduler.before_backward_pass(epoch, b, minibatches, loss, optimizer)
-            optimizer.zero_grad()
-            loss.backward()
-            scheduler.before_parameter_optimization(epoch, b, minibatches, optimizer)
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, b, minibatches, optimizer)
-            if after_step:
-                after_step(epoch, b)
-        scheduler.on_epoch_end(epoch, optimizer, metrics={"min": 4.0 - 0.1 * epoch})
-        if after_epoch:
-            after_epoch(epoch)
+    run_epochs(model, scheduler, optimizer, random_batches(gen, minibatches), len(epochs), epochs.start,
+               metrics=lambda epoch: {"min": 4.0 - 0.1 * epoch}, loss=LMLoss(carry_hidden=True),
+               after_step=after_step, after_epoch=after_epoch)
 
 
 def pruner_of(scheduler):
@@ -309,22 +299,9 @@ def resume_setup():
 
 def train_epochs(model, optimizer, scheduler, epochs, gen):
     losses = {0: 4.0, 1: 3.0, 2: 3.5, 3: 3.4, 4: 3.3}   # epoch 2 is worse than epoch 0: NT-ASGD switches there
-    for epoch in epochs:
-        scheduler.on_epoch_begin(epoch, optimizer)
-        model.train()
-        hidden = model.init_hidden(3)
-        for b in range(3):
-            data = torch.randint(0, VOCAB, (5, 3), generator=gen)
-            target = torch.randint(0, VOCAB, (15,), generator=gen)
-            scheduler.on_minibatch_begin(epoch, b, 3, optimizer)
-            out, hidden = model(data, hidden)   # dropout draws from the global RNG, which the checkpoint keeps
-            hidden = tuple(h.detach() for h in hidden)
-            loss = F.cross_entropy(out.view(-1, VOCAB), target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, b, 3, optimizer)
-        scheduler.on_epoch_end(epoch, optimizer, metrics={"min": losses[epoch]})
+    # the model has dropout, which draws from the global RNG; the checkpoint keeps it
+    run_epochs(model, scheduler, optimizer, random_batches(gen, 3), len(epochs), epochs.start,
+               metrics=lambda epoch: {"min": losses[epoch]}, loss=LMLoss(carry_hidden=True))
 
 
 def test_resume_from_a_checkpoint_is_bit_exact(tmp_path):

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 from conftest import ROOT
+from loops import run_epochs
 from torch import nn
 
 import compress
@@ -111,15 +112,8 @@ def test_schedule_fixes_the_structure_of_each_layer_and_keeps_it_after_steps():
                            "weights": ["rnn.weight_*_l1"]}},
         "policies": [{"pruner": {"instance_name": "l0"}, "epochs": [0]},
                      {"pruner": {"instance_name": "l1"}, "epochs": [0]}]})
-    scheduler.on_epoch_begin(0)
     data = torch.randint(50, (5, 3))
-    for epoch in range(2):
-        scheduler.on_minibatch_begin(epoch, 0, 1, optimizer)
-        out, _ = model(data, model.init_hidden(3))
-        optimizer.zero_grad()
-        out.sum().backward()
-        optimizer.step()
-        scheduler.on_minibatch_end(epoch, 0, 1, optimizer)
+    run_epochs(model, scheduler, optimizer, [data], 2, loss=lambda model, x, i: model(x, model.init_hidden(3))[0].sum())
     expected = {}
     for layer, kwargs in ((0, dict(reduce_in=1.0, reduce_out=0.5)), (1, dict(blocks=4, density=0.5))):
         ih, hh = lstm_block_structure(16, 16, **kwargs).masks()

@@ -9,6 +9,7 @@ from typing import List, Sequence
 import torch
 from torch.optim import lr_scheduler as _torch_lr
 
+from compress import options
 from compress.errors import ArgumentError
 from compress.registry import LR_SCHEDULERS, register_lr_scheduler
 
@@ -24,13 +25,15 @@ class MultiStepMultiGammaLR(_torch_lr.LRScheduler):
 
     Args:
         optimizer: the optimizer.
-        milestones: increasing epochs.
-        gammas: one factor per milestone.
+        milestones: increasing epochs (integers >= 0).
+        gammas: one factor per milestone (finite, >= 0).
         last_epoch: index of the last epoch (-1 to start).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gammas: Sequence[float],
                  last_epoch: int = -1):
+        milestones = options.sequence("milestones", milestones, options.integer, minimum=0)
+        gammas = options.sequence("gammas", gammas, options.number, minimum=0)
         if list(milestones) != sorted(milestones):
             raise ArgumentError("milestones", f"must be increasing, got {list(milestones)}")
         if len(milestones) != len(gammas):
