@@ -25,7 +25,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 
@@ -66,16 +66,22 @@ class _Progress:
         sys.stderr.write("\n")
 
 
-def _scheduler(args: argparse.Namespace, model, optimizer, schedule: Optional[Mapping[str, Any]]):
-    """The schedule given, else ``--schedule``'s file, else what ``--optimizer`` needs (or nothing)."""
+def _scheduler(args: argparse.Namespace, model, optimizer, schedule: Optional[Mapping[str, Any]],
+               evaluate_model: Callable[[torch.nn.Module], float]):
+    """The schedule given, else ``--schedule``'s file, else what ``--optimizer`` needs (or nothing); search-based
+    pruners (StageWisePruner) measure their candidates with ``evaluate_model``."""
     if schedule is not None:
-        return compress.dict_config(model, optimizer, dict(schedule))
-    if args.schedule:
-        return compress.file_config(model, optimizer, args.schedule)
-    needed = optimizer_schedule(args)
-    if needed["policies"]:
-        return compress.dict_config(model, optimizer, {"version": 1, **needed})
-    return compress.CompressionScheduler(model, optimizer)
+        scheduler = compress.dict_config(model, optimizer, dict(schedule))
+    elif args.schedule:
+        scheduler = compress.file_config(model, optimizer, args.schedule)
+    elif optimizer_schedule(args)["policies"]:
+        scheduler = compress.dict_config(model, optimizer, {"version": 1, **optimizer_schedule(args)})
+    else:
+        return compress.CompressionScheduler(model, optimizer)
+    for component in scheduler.components.get("pruners", {}).values():  # a schedule cannot hold a function
+        if hasattr(component, "evaluate") and component.evaluate is None:
+            component.evaluate = evaluate_model
+    return scheduler
 
 
 def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -108,14 +114,11 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
 
     model = build_model(args, ntokens).to(device)
     optimizer = build_optimizer(args, model)
-    scheduler = _scheduler(args, model, optimizer, schedule)
+    scheduler = _scheduler(args, model, optimizer, schedule,
+                           lambda m: math.exp(evaluate(m, val_data, args.bptt, args.eval_batch_size)))
     # the seed's optimizers own their learning rate (NT-ASGD keeps it constant, Adam has ReduceLROnPlateau)
     schedule_drives_lr = args.optimizer is not None or any(kind == "lr_scheduler" for kind, _, _ in scheduler.policies)
     forward = ar_tar_forward(args)
-    # Search-based pruners (StageWisePruner) measure candidates with evaluate(model); a schedule cannot hold one.
-    for component in scheduler.components.get("pruners", {}).values():
-        if hasattr(component, "evaluate") and component.evaluate is None:
-            component.evaluate = lambda m: math.exp(evaluate(m, val_data, args.bptt, args.eval_batch_size))
 
     start_epoch, best_val = 0, float("inf")
     if args.resume:
