@@ -9,7 +9,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["compress", "compress.*"]) + ["compress_models"],
+    packages=find_packages(include=["compress", "compress.*"])
+    + ["compress_models"] + [f"compress_models.{name}" for name in find_packages("models")],  # its sub-packages too
     package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={

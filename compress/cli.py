@@ -13,6 +13,7 @@ from typing import Callable, List, Optional
 
 from compress.errors import CompressError
 from compress.io.checkpoint import read_checkpoint
+from compress.reports.inspection import DEFAULT_TASK
 from compress.reports.tables import sparsity_table
 
 
@@ -46,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("original", help="the unpruned checkpoint")
     p.add_argument("pruned", help="the pruned checkpoint")
     p.add_argument("--data", help="corpus folder for the task (word LM default: the one the checkpoint was trained on)")
-    p.add_argument("--task", default="examples.word_lm_task:make_task",
+    p.add_argument("--task", default=DEFAULT_TASK,
                    help="MODULE:FUNCTION making the task that rebuilds and measures the models "
-                        "(see compress/inspection.py)")
+                        "(see compress/reports/inspection.py)")
     p.add_argument("--cuda", action="store_true", help="evaluate on the GPU")
     p.add_argument("--no-eval", action="store_true", help="only count parameters")
     p.set_defaults(run=_inspect)

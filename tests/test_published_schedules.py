@@ -3,17 +3,15 @@ import glob
 import os
 import re
 import shlex
-import sys
 
 import pytest
 import torch
-from conftest import DISTILLER_SCHEDULES, ROOT
+from conftest import DISTILLER_SCHEDULES, ROOT, load_example
 from test_shipped_schedules import TINY, epochs_needed, example_args
 
 import compress
 from compress_models import RNNModel
 
-sys.path.insert(0, os.path.join(ROOT, "examples"))
 FOLDER = os.path.join(ROOT, "schedules", "published")
 FILES = sorted(glob.glob(os.path.join(FOLDER, "*.yaml")))
 
@@ -46,7 +44,7 @@ def test_five_schedules_for_table_2_and_seven_commands_for_table_1():
 
 @pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
 def test_header_command_is_the_readme_command_and_word_lm_accepts_it(path):
-    import word_lm
+    word_lm = load_example("word_lm.py")
 
     command = header_command(path)
     assert command in readme_commands()
@@ -58,7 +56,7 @@ def test_header_command_is_the_readme_command_and_word_lm_accepts_it(path):
 
 
 def test_distiller_commands_use_distillers_recipe_and_files():
-    import word_lm
+    word_lm = load_example("word_lm.py")
 
     for command in readme_commands():
         args = word_lm.parse_args(command[2:])
@@ -76,7 +74,7 @@ def test_distiller_commands_use_distillers_recipe_and_files():
 
 @pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
 def test_published_schedule_runs_on_a_tiny_model(path, capsys):
-    import word_lm
+    word_lm = load_example("word_lm.py")
 
     result = word_lm.main(["--schedule", path, "--epochs", str(epochs_needed(path))] + TINY + example_args(path))
     assert result["val_ppl"] > 0

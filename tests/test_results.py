@@ -2,16 +2,13 @@
 import doctest
 import json
 import os
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import load_example
 
 import compress_models.results as results
 from compress.errors import ArgumentError
 from compress_models.results import ResultsFileError, read_results, study_table, write_result
-
-sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 RUN = dict(study="selfish_ptb", name="selfish", command="python examples/word_lm.py --schedule s.yaml --epochs 100",
            epochs=100, sparsity=0.67, nnz=21_780_000, val_ppl=74.0, test_ppl=72.12, seconds_per_epoch=9.5)
@@ -82,7 +79,7 @@ def test_table_puts_published_figures_beside_ours_and_orders_rows(tmp_path):
 
 
 def test_record_script_turns_a_word_lm_run_into_a_result_file(tmp_path):
-    import record_result
+    record_result = load_example("record_result.py")
 
     row = tmp_path / "rows.jsonl"
     row.write_text(json.dumps({"name": "other", "sparsity": 0.0, "nnz": 1, "val_ppl": 9.0, "test_ppl": 9.0}) + "\n"
@@ -102,7 +99,7 @@ def test_record_script_turns_a_word_lm_run_into_a_result_file(tmp_path):
 
 
 def test_table_script_prints_one_table_per_study_and_names_unknown_studies(tmp_path, capsys):
-    import results_table
+    results_table = load_example("results_table.py")
 
     write_result(tmp_path, **RUN)
     write_result(tmp_path, **dict(RUN, study="agp_wt2"))

@@ -12,8 +12,9 @@ is made by a factory named on the command line as ``module:function`` (``--task`
   :func:`compress.io.read_checkpoint`, with ``model`` and ``extra``); the weights are loaded afterwards;
 * ``evaluate(model) -> Mapping[str, float]``: metric label → value, in display order.
 
-The default, ``examples.word_lm_task:make_task``, rebuilds ``examples/word_lm.py`` models from the flags that
-script stores in its checkpoints (``extra['args']``); it is found when the command runs from the repository root.
+The default, ``compress_models.tasks:make_task``, rebuilds ``examples/word_lm.py`` models from the flags that
+script stores in its checkpoints (``extra['args']``); it is installed with the reference models, and imported only
+when the command runs (``compress`` itself imports nothing from them).
 Parameters are counted over unique tensors, so a tied embedding/decoder counts once.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from compress.reports.tables import format_count
 __all__ = ["ModelReport", "count_parameters", "inspect_model", "inspection_table", "load_task",
            "inspect_checkpoints", "DEFAULT_TASK"]
 
-DEFAULT_TASK = "examples.word_lm_task:make_task"
+DEFAULT_TASK = "compress_models.tasks:make_task"
 
 
 @dataclass
@@ -101,7 +102,8 @@ def load_task(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = " (run from the repository root, or name your own task with --task)" if spec == DEFAULT_TASK else ""
+        hint = (" (it is installed with the repository's reference models, pip install .; or name your own "
+                "task with --task)") if spec == DEFAULT_TASK else ""
         raise CompressError(f"cannot import task module {module_name!r}: {exc}{hint}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
