@@ -16,6 +16,7 @@ from torch import nn
 from compress.errors import CheckpointError
 from compress.io.files import atomic_write, safe_torch_load
 from compress.scheduling.scheduler import CompressionScheduler
+from compress.structured.thinning import is_thinned_state
 
 FORMAT = "compress.checkpoint"
 _PLAIN = (type(None), bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)
@@ -111,6 +112,9 @@ def _check_model_state(path: str, model: nn.Module, saved: Mapping[str, Any]) ->
     own = model.state_dict()
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
+    if (missing or unexpected) and is_thinned_state(saved) and not is_thinned_state(own):
+        raise CheckpointError(f"{path}: holds a thinned model (hidden units removed); build its structure from this "
+                              f"dense model first: model = compress.structured.thinned_skeleton(model, {path!r})")
     if missing or unexpected:
         raise CheckpointError(f"{path}: does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     for k, v in own.items():
