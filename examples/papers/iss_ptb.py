@@ -19,7 +19,13 @@ ramped to ISS's learned sizes 373/315; the CPU timings run on ``--bench-threads`
 ``taskset -c 0,1``). Every epoch is checkpointed under ``--out``: after a ``--time-budget`` stop, run the same
 command again to continue; the results are written to ``$OUT/iss_ptb.json`` (or ``--out``/results.json):
 
-    taskset -c 0,1 ... (see README: Structured pruning of hidden units)
+    taskset -c 0,1 python examples/papers/iss_ptb.py --data data/ptb --cuda --out runs/iss_gpu --emsize 1500 \
+        --nhid 1500 --dropout 0.65 --epochs 40 --final-units 373,315 --iss-dropout 0.4 --ramp-end 15 \
+        --bench-threads 2 --time-budget 540 --final-reserve 240
+
+With ``--from-dense`` the ISS runs start from the trained dense model, and a "dense +N epochs" run trains the
+dense model on as long, for a fair comparison. ISS's lasso runs until the end of the ramp; the thinned model is
+trained on without it.
 """
 from __future__ import annotations
 
