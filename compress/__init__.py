@@ -47,6 +47,7 @@ from compress.scheduling import (
     dict_config,
     file_config,
 )
+from compress.structured.thinning import thin
 
 __version__ = "0.1.0"
 
@@ -56,7 +57,7 @@ __all__ = [
     "register_pruner", "register_regularizer", "register_quantizer", "register_extension", "register_lr_scheduler",
     "CompressError", "ScheduleError", "CheckpointError", "ArgumentError",
     "Pruner", "AutomatedGradualPruner", "SparsityLevelParameterPruner", "DynamicSparsityPruner", "SelfishRNNPruner",
-    "StageWisePruner", "PostTrainLinearQuantizer",
+    "StageWisePruner", "PostTrainLinearQuantizer", "thin",
 ]
 
 # Names that lived at the top level before the sub-packages had an ``__all__`` of their own: they still

@@ -42,6 +42,7 @@ FAMILIES = {
     "SelfishRNNPruner": {"density": 0.4, "death_rate": 0.5},
     "SETPruner": {"density": 0.4},
     "RigLPruner": {"density": 0.4, "update_frequency": 3},
+    "UnitPruner": {"layers": ["rnn"], "consumers": {"rnn": ["decoder.weight"]}, "final_sparsity": 0.5},
     "StageWisePruner": {"max_degradation": 0.5, "retrain_epochs": 1, "max_evaluations": 12,
                         "recovery_tolerance": 0.5},
 }

@@ -189,6 +189,25 @@ def hh(layer):
     return f"rnn.weight_hh_l{layer}"
 
 
+# the tied LM's LSTM output is read by the decoder, whose columns are the embedding's, read by layer 0's inputs
+UNIT_CONSUMERS = {"rnn": ["decoder.weight"], "encoder": ["rnn.weight_ih_l0"]}
+
+
+def units_removed(count: int) -> Callable[[Run], None]:
+    """Every layer has exactly ``count`` of its hidden units removed whole: all four gate rows of the unit in
+    ``weight_hh`` are zero (and pruned weights are exactly zero)."""
+
+    def check(run: Run) -> None:
+        pruned_weights_are_zero(run)
+        params = dict(run.model.named_parameters())
+        for layer in (0, 1):
+            rows = params[hh(layer)].detach().reshape(4, WIDTH, WIDTH)
+            removed = int((rows.abs().sum(dim=(0, 2)) == 0).sum())
+            assert removed == count, (layer, removed)
+
+    return check
+
+
 def all_of(*checks: Callable[[Run], None]) -> Callable[[Run], None]:
     def check(run: Run) -> None:
         for c in checks:
@@ -243,9 +262,12 @@ CASES: Dict[str, Dict[str, Case]] = {
             dict(max_degradation=0.5, relative=True, grouping="layer_wise", weights=["rnn.weight_*"],
                  retrain_epochs=1, max_evaluations=8),
             searched_and_pruned),
+        # an AGP ramp of the unit count over the two epochs: half of each layer's 16 units at the last one
+        "UnitPruner": Case(dict(layers=["rnn"], consumers=UNIT_CONSUMERS, final_sparsity=0.5), units_removed(8)),
     },
     "regularizers": {
         "L1Regularizer": Case(dict(reg_regims={hh(0): 1e-3}), regularized),
+        "UnitGroupLassoRegularizer": Case(dict(layers=["rnn"], consumers=UNIT_CONSUMERS, strength=1e-3), regularized),
         # rows (16 weights) and columns (64) drawn from U(-1/4, 1/4) have a mean |w| near 0.125: a threshold of
         # 0.11 zeroes some of them; a small LR keeps the penalty from shrinking them all below it in two epochs
         "GroupLassoRegularizer": Case(

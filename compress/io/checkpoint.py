@@ -8,6 +8,7 @@ everything against the model, optimizer and scheduler *before* changing any of t
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 import torch
@@ -19,6 +20,14 @@ from compress.io.files import atomic_write, safe_torch_load
 
 if TYPE_CHECKING:  # annotations only: io sits below scheduling
     from compress.scheduling.scheduler import CompressionScheduler
+
+# A thinned recurrent layer (compress.structured.thinning) keeps its surviving units as long buffers ``units_l{k}``;
+# io sits below structured, so it recognises them by that name alone, to say how to rebuild the structure.
+_THINNED_UNITS = re.compile(r"(?:^|\.)units_l\d+$")
+
+
+def _is_thinned_state(state: Mapping[str, Any]) -> bool:
+    return any(_THINNED_UNITS.search(k) and torch.is_tensor(v) and v.dtype == torch.long for k, v in state.items())
 
 FORMAT = "compress.checkpoint"
 _PLAIN = (type(None), bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)
@@ -134,6 +143,9 @@ def _check_model_state(path: str, model: nn.Module, saved: Mapping[str, Any]) ->
     own = model.state_dict()
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
+    if (missing or unexpected) and _is_thinned_state(saved) and not _is_thinned_state(own):
+        raise CheckpointError(f"{path}: holds a thinned model (hidden units removed); build its structure from this "
+                              f"dense model first: model = compress.structured.thinned_skeleton(model, {path!r})")
     if missing or unexpected:
         raise CheckpointError(f"{path}: does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     for k, v in own.items():

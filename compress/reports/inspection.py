@@ -15,7 +15,9 @@ is made by a factory named on the command line as ``module:function`` (``--task`
 The default, ``compress_models.tasks:make_task``, rebuilds ``examples/word_lm.py`` models from the flags that
 script stores in its checkpoints (``extra['args']``); it is installed with the reference models, and imported only
 when the command runs (``compress`` itself imports nothing from them).
-Parameters are counted over unique tensors, so a tied embedding/decoder counts once.
+Parameters are counted over unique tensors, so a tied embedding/decoder counts once. A thinned checkpoint
+(:func:`compress.thin`: hidden units removed) is rebuilt from the task's dense model with
+:func:`~compress.structured.thinned_skeleton`, so ``inspect DENSE THINNED`` compares the two.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from torch import nn
 from compress.errors import CheckpointError, CompressError
 from compress.io.checkpoint import read_checkpoint
 from compress.reports.tables import format_count
+from compress.structured.thinning import is_thinned_state, thinned_skeleton
 
 __all__ = ["ModelReport", "count_parameters", "inspect_model", "inspection_table", "load_task",
            "inspect_checkpoints", "DEFAULT_TASK"]
@@ -131,6 +134,8 @@ def inspect_checkpoints(paths: Sequence[str], task: Any, names: Optional[Sequenc
     for name, path in zip(names, paths):
         state = read_checkpoint(path)
         model = task.build_model(state)
+        if is_thinned_state(state["model"]) and not is_thinned_state(model.state_dict()):
+            model = thinned_skeleton(model, state["model"])  # the task builds dense models; shrink it to fit
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:

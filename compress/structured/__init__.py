@@ -25,6 +25,11 @@ tiny sizes or on a GPU, where a step is bound by kernel launches, the single fus
 
 :mod:`.geometry` holds the pure structure computations; :func:`dense_equivalent` shows a model that uses the
 module form as the dense tensors it stands for (for :func:`compress.sparsity_table`).
+
+Structured *pruning* of hidden units (ISS) lives here too: :mod:`.units` says which weights belong to one hidden
+unit of a recurrent layer (the groups :class:`~compress.pruning.UnitPruner` and
+:class:`~compress.pruning.UnitGroupLassoRegularizer` act on), and :mod:`.thinning` removes pruned units for real
+(:func:`thin`: a smaller model computing the same function; :func:`thinned_skeleton` to load one).
 """
 from compress.structured.embedding import SparseEmbedding
 from compress.structured.equivalent import dense_equivalent
@@ -35,6 +40,18 @@ from compress.structured.geometry import (
                                           lstm_block_structure,
 )
 from compress.structured.lstm import SparseLSTM
+from compress.structured.thinning import (
+                                          ThinnedRNN,
+                                          ThinningPlan,
+                                          apply_plan,
+                                          hidden_sizes,
+                                          thin,
+                                          thin_optimizer,
+                                          thinned_skeleton,
+                                          thinning_plan,
+)
+from compress.structured.units import UnitLayer, unit_groups
 
 __all__ = ["SparseLSTM", "SparseEmbedding", "dense_equivalent", "LSTMBlockStructure", "EmbeddingBlockStructure",
-           "lstm_block_structure", "embedding_block_structure"]
+           "lstm_block_structure", "embedding_block_structure", "UnitLayer", "unit_groups", "ThinnedRNN",
+           "ThinningPlan", "thin", "thinning_plan", "apply_plan", "thinned_skeleton", "thin_optimizer", "hidden_sizes"]
