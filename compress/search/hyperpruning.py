@@ -317,7 +317,7 @@ class Hyperpruning:
             counted = [t for t in trials if _kind(t) in ("done", "failed")]
             running = [t for t in trials if _kind(t) == "running"]
             if len(counted) >= self.space.pool:
-                return self._records(trials, self.space.pool_epochs)
+                return self._records(trials, self.space.pool_epochs, pool=True)
             if len(counted) + len(running) >= self.space.pool:
                 self._wait(f"the last {len(running)} pool evaluation(s) running on other workers")
                 continue
@@ -339,19 +339,31 @@ class Hyperpruning:
                             requeue="fixed_params" in trial.system_attrs)
                 continue
             label = self.space.label(values)
-            self._ids.setdefault(label, f"#{trial.number}")
-            first = next((t for t in trials if _kind(t) == "done" and t.user_attrs.get("candidate") == label), None)
+            first = self._twin(study, trial, label)
             if first is not None:
                 attrs = {k: _result(first)[k] for k in ("val_loss", "ls_distance", "metrics")
                          if k in _result(first)}
                 self._close(study, trial, first.value, {**attrs, "status": "duplicate",
                                                         "duplicate_of": first.number})
-                log.info("pool evaluation %d/%d: %s drew %s again (merged)", len(counted) + 1, self.space.pool,
-                         self._ids.get(label, f"#{first.number}"), self.space.short(values))
+                log.info("pool evaluation %d/%d: #%d drew %s again (merged)", len(counted) + 1, self.space.pool,
+                         first.number, self.space.short(values))
                 continue
             log.info("pool evaluation %d/%d: candidate #%d (%s), %d epochs", len(counted) + 1, self.space.pool,
                      trial.number, self.space.short(values), self.space.pool_epochs)
             self._execute(study, trial, "pool", label, values, self.space.pool_epochs, requeue=True)
+
+    def _twin(self, study, trial, label: str):
+        """The earlier pool run of the same candidate once it is done, or ``None`` if there is none (or it failed
+        or was lost): a run of it still going on another worker is waited for rather than repeated."""
+        while True:
+            twins = [t for t in study.get_trials(deepcopy=False)
+                     if t.number < trial.number and t.user_attrs.get("candidate") == label]
+            done = next((t for t in twins if _kind(t) == "done"), None)
+            if done is not None or not any(_kind(t) == "running" and self._alive(t, study.study_name)
+                                           for t in twins):
+                return done
+            trial.set_user_attr("heartbeat", time.time())
+            self._wait(f"run #{twins[0].number} of the same candidate on another worker")
 
     def _stage(self, stage: str, candidates: List[CandidateRecord], epochs: int,
                final: bool = False) -> List[CandidateRecord]:
@@ -383,7 +395,6 @@ class Hyperpruning:
                 self._wait(f"{stage}: every candidate is claimed")
                 continue
             label, candidate = free[len(pending)]
-            self._ids.setdefault(label, candidate.id)
             index = [lab for lab, _ in jobs].index(label) + 1
             log.info("%s: candidate %d/%d, %s (%s), %d epochs", stage, index, len(jobs), candidate.id,
                      self.space.short(candidate.values), epochs)
@@ -614,8 +625,9 @@ class Hyperpruning:
                 changed = True
         return study.get_trials(deepcopy=False) if changed else trials
 
-    def _records(self, trials, epochs: int) -> List[CandidateRecord]:
-        """One record per candidate: its first finished run (done or failed), with its number of evaluations."""
+    def _records(self, trials, epochs: int, pool: bool = False) -> List[CandidateRecord]:
+        """One record per candidate: its first finished run (done or failed), with its number of evaluations.
+        A candidate is named after the number of the pool run that first finished it, as every worker sees."""
         out: Dict[str, CandidateRecord] = {}
         for t in sorted(trials, key=lambda t: t.number):
             kind = _kind(t)
@@ -626,9 +638,11 @@ class Hyperpruning:
                 out[label].evaluations += 1
                 continue
             attrs = {**(t.user_attrs.get("claim") or {}), **_result(t)}
-            self._ids.setdefault(label, f"#{t.number}")
+            if pool:
+                self._ids[label] = f"#{t.number}"
             out[label] = CandidateRecord(
-                id=self._ids[label], values=dict(attrs.get("values") or {}), epochs=int(attrs.get("epochs", epochs)),
+                id=self._ids.get(label, f"#{t.number}"), values=dict(attrs.get("values") or {}),
+                epochs=int(attrs.get("epochs", epochs)),
                 status=kind, value=t.value if kind == "done" else None, val_loss=attrs.get("val_loss"),
                 ls_distance=attrs.get("ls_distance"), metrics=dict(attrs.get("metrics") or {}),
                 seconds=float(attrs.get("seconds", 0.0)), error=attrs.get("error"), spectrum=attrs.get("spectrum"))

@@ -86,8 +86,10 @@ def open_storage(url: str) -> Any:
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError as exc:
-        raise CompressError(f"cannot open the study storage {shown}: its database driver is not installed "
-                            f"({exc})") from None
+        hint = (" (PostgreSQL: pip install psycopg, or psycopg2-binary with postgresql+psycopg2://...)"
+                if url.startswith("postgres") else "")
+        raise CompressError(f"cannot open the study storage {shown}: its database driver is not installed"
+                            f"{hint}: {exc}") from None
     except Exception as exc:  # SQLAlchemy's errors: unreachable server, bad credentials, bad URL
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CompressError(f"cannot open the study storage {shown}: {type(exc).__name__}: {reason}") from None
