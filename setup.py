@@ -14,8 +14,9 @@ setup(
     package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={
-        "test": ["pytest", "ruff"],
+        "test": ["pytest", "ruff", "optuna>=4"],
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
+        "search": ["optuna>=4"],  # the recipe search (python -m compress hyperprune); imported only when it runs
     },
     entry_points={"console_scripts": ["compress=compress.cli:main"]},
 )
