@@ -521,8 +521,10 @@ class Hyperpruning:
 
     @staticmethod
     def _times(started: float, control: TrainControl, epochs: Optional[int] = None) -> Dict[str, Any]:
-        return {"seconds": time.time() - started, "trained_epochs": control.epochs if epochs is None
-                else max(control.epochs, epochs)}
+        """This run's time and the epochs it trained (those before a resume were counted by the paused run; a
+        task that reports no epochs is taken to have trained all of them once it returns)."""
+        trained = control.epochs_run if control.epochs_run or epochs is None else epochs
+        return {"seconds": time.time() - started, "trained_epochs": trained}
 
     def _close(self, study, trial, value: Optional[float], attrs: Dict[str, Any], requeue: bool = False,
                references: Optional[Dict[str, Any]] = None) -> None:
