@@ -206,7 +206,8 @@ def test_a_tiny_real_search_runs_from_the_command_line_and_writes_a_runnable_win
 
 def cli_command(space, storage, log):
     return [sys.executable, "-m", "compress", "hyperprune", space, "--task", "hyperprune_fake_task:make",
-            "--storage", storage, "--quiet", "--poll", "0.1", "--task-option", f"log={log}"]
+            "--storage", storage, "--quiet", "--poll", "0.1", "--task-option", f"log={log}",
+            "--out", os.path.join(os.path.dirname(space), "winner.yaml")]
 
 
 def test_a_killed_search_continues_where_it_stopped_when_the_same_command_runs_again(tmp_path):
