@@ -33,10 +33,14 @@ def sqlite(tmp_path, name="study.db"):
     return f"sqlite:///{tmp_path / name}"
 
 
+def memory():
+    """A storage in this process: the in-process tests share one between a run and its continuation."""
+    return optuna.storages.InMemoryStorage()
+
+
 def search(tmp_path, task, text=None, storage=None, **kwargs):
     space = SearchSpace.from_file(write_space(tmp_path, text or space_yaml()))
-    return Hyperpruning(space, task, storage=storage or sqlite(tmp_path), study_name="s", poll_seconds=0.05,
-                        **kwargs)
+    return Hyperpruning(space, task, storage=storage or memory(), study_name="s", poll_seconds=0.05, **kwargs)
 
 
 def rows(path):
@@ -85,6 +89,7 @@ def test_a_value_the_class_refuses_is_an_error_naming_the_key_before_anything_tr
     with pytest.raises(ScheduleError) as info:
         Hyperpruning(space, task, storage=sqlite(tmp_path)).run()
     assert info.value.key == "space.pruners.dst.death" and info.value.line == 3
+    assert not (tmp_path / "study.db").exists()
     assert "value 'dying' is refused" in str(info.value) and "magnitude" in str(info.value)
     assert trained == []
 
@@ -131,20 +136,21 @@ def test_a_failing_candidate_is_recorded_with_its_error_and_the_search_goes_on(t
 
 
 def test_ctrl_c_keeps_the_finished_candidates_and_the_rerun_trains_the_interrupted_one_again(tmp_path):
-    first = FakeTask(interrupt_at=3)   # the dense reference, two pool candidates, then Ctrl-C
+    first, storage = FakeTask(interrupt_at=3), memory()   # the dense reference, two pool candidates, then Ctrl-C
     with pytest.raises(KeyboardInterrupt):
-        search(tmp_path, first).run()
+        search(tmp_path, first, storage=storage).run()
     interrupted = first.calls[-1]
     again = FakeTask()
-    result = search(tmp_path, again).run()
+    result = search(tmp_path, again, storage=storage).run()
     assert result.complete and again.calls[0] == interrupted
     assert not set(first.calls[:2]) & set(again.calls)   # nothing finished is trained again
 
 
 def test_a_study_made_from_another_space_is_refused(tmp_path):
-    search(tmp_path, FakeTask(), space_yaml(pool=2)).run()
+    storage = sqlite(tmp_path)   # a file: what a study remembers outlives the process
+    search(tmp_path, FakeTask(), space_yaml(pool=2), storage=storage).run()
     with pytest.raises(CompressError, match="made from another search: pool is 2 there and 3 here"):
-        search(tmp_path, FakeTask(), space_yaml(pool=3)).run()
+        search(tmp_path, FakeTask(), space_yaml(pool=3), storage=storage).run()
 
 
 def test_an_unreachable_storage_is_a_clear_error_that_hides_the_password(tmp_path):
@@ -157,9 +163,10 @@ def test_an_unreachable_storage_is_a_clear_error_that_hides_the_password(tmp_pat
 
 
 def test_a_time_budget_stops_cleanly_and_the_next_run_finishes(tmp_path):
-    stopped = search(tmp_path, FakeTask(), time_budget=0).run()
+    storage = memory()
+    stopped = search(tmp_path, FakeTask(), time_budget=0, storage=storage).run()
     assert not stopped.complete and stopped.winner is None and "unfinished" in stopped.summary()
-    assert search(tmp_path, FakeTask()).run().complete
+    assert search(tmp_path, FakeTask(), storage=storage).run().complete
 
 
 def test_the_word_lm_task_pauses_at_an_epoch_end_and_resumes_from_its_checkpoint(tmp_path):
@@ -199,7 +206,8 @@ def test_a_tiny_real_search_runs_from_the_command_line_and_writes_a_runnable_win
 
 def cli_command(space, storage, log):
     return [sys.executable, "-m", "compress", "hyperprune", space, "--task", "hyperprune_fake_task:make",
-            "--storage", storage, "--quiet", "--poll", "0.1", "--task-option", f"log={log}"]
+            "--storage", storage, "--quiet", "--poll", "0.1", "--task-option", f"log={log}",
+            "--out", os.path.join(os.path.dirname(space), "winner.yaml")]
 
 
 def test_a_killed_search_continues_where_it_stopped_when_the_same_command_runs_again(tmp_path):
@@ -219,7 +227,7 @@ def test_a_killed_search_continues_where_it_stopped_when_the_same_command_runs_a
     assert not trained_before & {(r["rate"], r["epochs"]) for r in after}
     # an uninterrupted search draws the same pool
     reference = hyperprune_fake_task.FakeTask()
-    search(tmp_path / "..", reference, text=open(space).read(), storage=sqlite(tmp_path, "fresh.db")).run()
+    search(tmp_path / "..", reference, text=open(space).read()).run()
     assert [(r["rate"], r["epochs"]) for r in before[:3] + after] == reference.calls
 
 
@@ -228,7 +236,7 @@ def test_several_worker_processes_share_one_search_through_a_journal_file(tmp_pa
     log, storage = str(tmp_path / "calls.jsonl"), f"journal:///{tmp_path / 'study.log'}"
     (tmp_path / "barrier").mkdir()
     env = worker_env(FAKE_TASK_BARRIER=f"{tmp_path / 'barrier'}:2")
-    command = cli_command(space, storage, log) + ["--task-option", "sleep=0.4"]
+    command = cli_command(space, storage, log) + ["--task-option", "sleep=0.25"]
     workers = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=300) for w in workers]

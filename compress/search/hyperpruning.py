@@ -179,7 +179,8 @@ class Hyperpruning:
         space: the search space and settings.
         task: the training code (see :mod:`compress.search.task`): an object with ``train`` (and ``spectrum`` for
             the ``ls_distance`` objective, ``check`` to validate values), or a ``train`` function.
-        storage: an Optuna storage URL (``sqlite:///file.db``, ``journal:///file.log``, ``postgresql://...``).
+        storage: an Optuna storage URL (``sqlite:///file.db``, ``journal:///file.log``, ``postgresql://...``), or an
+            Optuna storage object.
         study_name: the study's name (default: the space file's name, or ``hyperpruning``).
         checkpoint_dir: where runs save their progress so that a paused or killed run resumes (default: none).
         time_budget: seconds this call may run (default: no limit).
@@ -232,8 +233,8 @@ class Hyperpruning:
             The :class:`SearchResult`; ``complete`` is ``False`` when the time budget stopped it.
         """
         self._optuna = require_optuna()
+        self.space.validate(getattr(self.task, "check", None))   # before anything trains or is stored
         self._storage = open_storage(self.url)
-        self.space.validate(getattr(self.task, "check", None))
         self._deadline = None if self.time_budget is None else time.monotonic() + self.time_budget
         self._check_study()
         self._epoch_seconds = self._measured_epoch_seconds()
@@ -521,8 +522,10 @@ class Hyperpruning:
 
     @staticmethod
     def _times(started: float, control: TrainControl, epochs: Optional[int] = None) -> Dict[str, Any]:
-        return {"seconds": time.time() - started, "trained_epochs": control.epochs if epochs is None
-                else max(control.epochs, epochs)}
+        """This run's time and the epochs it trained (those before a resume were counted by the paused run; a
+        task that reports no epochs is taken to have trained all of them once it returns)."""
+        trained = control.epochs_run if control.epochs_run or epochs is None else epochs
+        return {"seconds": time.time() - started, "trained_epochs": trained}
 
     def _close(self, study, trial, value: Optional[float], attrs: Dict[str, Any], requeue: bool = False,
                references: Optional[Dict[str, Any]] = None) -> None:

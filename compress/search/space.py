@@ -184,8 +184,7 @@ class SearchSpace:
         lines = dict(lines or {})
 
         def error(message: str, *path: Union[str, int]) -> ScheduleError:
-            line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
-            return ScheduleError(message, file=file, line=line, key=format_key(tuple(path)) or None)
+            return _located(message, path, file, lines)
 
         if not isinstance(data, Mapping):
             raise error(f"expected a mapping with 'schedule' and 'space', got {type(data).__name__}")
@@ -298,8 +297,7 @@ class SearchSpace:
         return [self.pool_epochs + r * self.round_epochs for r in range(stages)]
 
     def _error(self, message: str, *path: Union[str, int]) -> ScheduleError:
-        line = next((self._lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self._lines), None)
-        return ScheduleError(message, file=self.file, line=line, key=format_key(tuple(path)) or None)
+        return _located(message, path, self.file, self._lines)
 
     # --- Optuna ----------------------------------------------------------------------------------------------
 
@@ -330,6 +328,12 @@ def dense_reference(schedule: Mapping[str, Any]) -> Dict[str, Any]:
     if isinstance(out.get("policies"), list):
         out["policies"] = [p for p in out["policies"] if not (isinstance(p, Mapping) and "pruner" in p)]
     return out
+
+
+def _located(message: str, path: KeyPath, file: Optional[str], lines: Mapping[KeyPath, int]) -> ScheduleError:
+    """A ScheduleError at ``path``, on the line of its closest ancestor that the file's line map knows."""
+    line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
+    return ScheduleError(message, file=file, line=line, key=format_key(tuple(path)) or None)
 
 
 def _schedule_from(value: Any, file: Optional[str], error, key: str) -> Dict[str, Any]:

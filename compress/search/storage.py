@@ -37,8 +37,10 @@ def require_optuna():
     return optuna
 
 
-def describe_url(url: str) -> str:
-    """The URL with any password hidden, for messages and logs."""
+def describe_url(url: Any) -> str:
+    """The URL with any password hidden, for messages and logs (a storage object: its class)."""
+    if not isinstance(url, str):
+        return f"an {type(url).__name__}"
     if "://" in url and "@" in url.split("://", 1)[1]:
         scheme, rest = url.split("://", 1)
         credentials, host = rest.rsplit("@", 1)
@@ -47,14 +49,17 @@ def describe_url(url: str) -> str:
     return url
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage for ``url`` (see the module docstring).
+def open_storage(url: Any) -> Any:
+    """An Optuna storage for ``url`` (see the module docstring); an Optuna storage object is returned as it is
+    (e.g. ``optuna.storages.InMemoryStorage()`` for a search that needs no file).
 
     Raises:
         CompressError: a malformed URL, a folder that does not exist, a missing database driver, or a server
             that cannot be reached; the message names the URL (password hidden) and the cause.
     """
     optuna = require_optuna()
+    if isinstance(url, optuna.storages.BaseStorage):
+        return url
     if not isinstance(url, str) or not url:
         raise CompressError(f"expected a storage URL (sqlite:///file.db, journal:///file.log, postgresql://...), "
                             f"got {url!r}")

@@ -86,7 +86,8 @@ class TrainControl:
         self.checkpoint = checkpoint
         self.deadline = deadline
         self.seed = seed
-        self.epochs = 0
+        self.epochs = 0          # epochs done, counting those before a resume
+        self.epochs_run = 0      # epochs trained by this call
         self._on_epoch = on_epoch
         self._on_heartbeat = on_heartbeat
         self._heartbeat_seconds = heartbeat_seconds
@@ -95,6 +96,7 @@ class TrainControl:
     def epoch_done(self, epoch: int, model: nn.Module, val_loss: float) -> None:
         """Report that epoch ``epoch`` (0-based) ended with ``val_loss``."""
         self.epochs = epoch + 1
+        self.epochs_run += 1
         if self._on_epoch is not None:
             self._on_epoch(epoch, model, float(val_loss))
         self.heartbeat(force=True)

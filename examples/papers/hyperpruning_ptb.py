@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 from tabulate import tabulate
@@ -89,10 +89,12 @@ def parse_args(argv=None):
 # --- the claim ---------------------------------------------------------------------------------------------------
 
 
-def spearman(x: List[float], y: List[float]) -> float:
+def spearman(x: List[float], y: List[float]) -> Tuple[float, float]:
+    """Spearman's rho and its two-sided p-value."""
     from scipy.stats import spearmanr
 
-    return float(spearmanr(x, y).statistic)
+    result = spearmanr(x, y)
+    return float(result.statistic), float(result.pvalue)
 
 
 def pool(space: SearchSpace, count: int, seed: int) -> List[Dict[str, Any]]:
@@ -175,16 +177,17 @@ def claim(args) -> Dict[str, Any]:
                                      f"val ppl @{args.early_epochs}", f"val ppl @{args.epochs}",
                                      f"test ppl @{args.epochs}"], tablefmt="github"),
             "",
-            tabulate([[f"(a) LS distance after {args.early_epochs} epochs", f"{rho_ls:.2f}",
+            tabulate([[f"(a) LS distance after {args.early_epochs} epochs", f"{rho_ls[0]:.2f}", f"{rho_ls[1]:.2f}",
                        rank_of_best([d for *_, d in rows]), PUBLISHED["shipped pool: spearman ls"]],
-                      [f"(b) validation ppl after {args.early_epochs} epochs", f"{rho_ppl:.2f}",
-                       rank_of_best([r["val_ppl_early"] for _, _, r, _ in rows]),
+                      [f"(b) validation ppl after {args.early_epochs} epochs", f"{rho_ppl[0]:.2f}",
+                       f"{rho_ppl[1]:.2f}", rank_of_best([r["val_ppl_early"] for _, _, r, _ in rows]),
                        PUBLISHED["shipped pool: spearman early ppl"]]],
-                     headers=["early score", f"Spearman with val ppl @{args.epochs}", "rank of the best recipe",
-                              "Hyperpruning's shipped pool"], tablefmt="github"),
+                     headers=["early score", f"Spearman with val ppl @{args.epochs}", "p (two-sided)",
+                              "rank of the best recipe", "Hyperpruning's shipped pool"], tablefmt="github"),
             f"{(time.time() - started) / 60:.1f} min this call; "
             f"{sum(r['seconds'] for r in done.values()) / 60:.1f} min of training in all"]
-    summary = {"settings": settings, "runs": done, "spearman_ls": rho_ls, "spearman_early_ppl": rho_ppl,
+    summary = {"settings": settings, "runs": done, "spearman_ls": rho_ls[0], "spearman_ls_p": rho_ls[1],
+               "spearman_early_ppl": rho_ppl[0], "spearman_early_ppl_p": rho_ppl[1],
                "command": " ".join(sys.argv), "revision": revision(), "device": describe(device),
                "table": "\n".join(text)}
     write(args.out, summary)
