@@ -415,16 +415,7 @@ class ModularLSTM(_ModularRNN):
 
 
 class ModularGRU(_ModularRNN):
-    """A drop-in ``nn.GRU`` made of :class:`ModularGRUCell` s.
-
-    Args:
-        input_size: features of the input.
-        hidden_size: features of the hidden state.
-        num_layers: stacked layers.
-        bias: whether the gate projections have biases.
-        batch_first: input and output are ``(B, T, F)`` instead of ``(T, B, F)``.
-        dropout: dropout on the output of every layer but the last (the ``dropout`` submodule).
-        bidirectional: add a reverse direction per layer (``cells_reverse``); outputs are concatenated.
+    """A drop-in ``nn.GRU`` made of :class:`ModularGRUCell` s; its arguments are :class:`ModularLSTM`'s.
 
     Raises:
         ValueError: ``num_layers < 1`` or ``dropout`` outside ``[0, 1]``.

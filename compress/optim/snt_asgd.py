@@ -44,22 +44,6 @@ class SparseNTASGD(Optimizer):
         lambd: ASGD's decay term.
         alpha: ASGD's power for ``eta``.
         averaging: start in phase 2.
-
-    Raises:
-        ValueError: ``lr``, ``weight_decay``, ``t0`` or ``lambd`` is negative or not a number.
-
-    Example:
-        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-        >>> optimizer = SparseNTASGD([w], lr=0.5)
-        >>> for _ in range(2):                            # minimise w^2 / 2: the gradient is w
-        ...     optimizer.zero_grad(); (w ** 2 / 2).sum().backward(); optimizer.step()
-        >>> w.tolist()                                    # SGD: halved twice
-        [0.25, 0.5]
-        >>> optimizer.start_averaging()
-        >>> for _ in range(3):
-        ...     optimizer.zero_grad(); (w ** 2 / 2).sum().backward(); optimizer.step()
-        >>> w.tolist(), optimizer.state[w]["ax"].tolist()  # the mean of the last two iterates (mu lags a step)
-        ([0.03125, 0.0625], [0.046875, 0.09375])
     """
 
     def __init__(self, params: Iterable, lr: float, weight_decay: float = 0.0, t0: float = 0.0,

@@ -196,16 +196,16 @@ class RegrowingPruner(Pruner):
     :meth:`observe_epoch_end`, and applies :meth:`prune_and_regrow`'s result in two steps (survivors, then the
     new topology) so grown weights restart at zero.
 
-    Attributes:
-        initialised: True once :meth:`initial_masks` has run (saved in :meth:`state_dict`).
-        update_frequency: ``'epoch'`` (update at every active epoch's end) or a number of minibatches.
-
     Example:
         >>> from compress.pruning import SETPruner
         >>> from compress.scheduling.policies import policy_for
         >>> pruner = SETPruner("set", density=0.2)
         >>> isinstance(pruner, RegrowingPruner), type(policy_for(pruner)).__name__
         (True, 'DynamicSparsityPolicy')
+
+    Attributes:
+        initialised: True once :meth:`initial_masks` has run (saved in :meth:`state_dict`).
+        update_frequency: ``'epoch'`` (update at every active epoch's end) or a number of minibatches.
     """
 
     initialised: bool = False
