@@ -20,7 +20,7 @@ def sparsity(mask):
 @pytest.mark.parametrize("epoch,expected", [(2, 0.05), (3, 0.158), (4, 0.254), (6, 0.409), (10, 0.604),
                                             (14, 0.684), (19, 0.700)])
 def test_large_70_rnn_trajectory_matches_distiller(epoch, expected):
-    # distiller.md lists these rounded to 3 places
+    # Distiller's formula on word_lang_model.LARGE_70's schedule, rounded to 3 places (docs/distiller-compat.md)
     assert agp_sparsity(0.05, 0.70, epoch, Timing(starting_epoch=2, ending_epoch=20, frequency=1)) == \
         pytest.approx(expected, abs=6e-4)
 

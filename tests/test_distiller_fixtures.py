@@ -16,7 +16,8 @@ FILES = sorted(glob.glob(os.path.join(DISTILLER_SCHEDULES, "word_lang_model*.yam
 
 def test_fixtures_are_present():
     if not os.path.isdir(DISTILLER_SCHEDULES):
-        pytest.skip(f"Distiller's schedules are not at {DISTILLER_SCHEDULES} (they ship in ../shared/docs)")
+        pytest.skip(f"Distiller's word-LM schedules are not at {DISTILLER_SCHEDULES} (they are not kept in this "
+                    f"repository)")
     assert len(FILES) == 8
 
 

@@ -227,7 +227,24 @@ def averaged_weights(optimizer: Optimizer) -> Iterator[bool]:
             torch.save(model.state_dict(), "best.pt")
 
     Works with :class:`SparseNTASGD` in its averaging phase and with ``torch.optim.ASGD``; with any other
-    optimizer, or before averaging starts, it changes nothing. Yields whether any weight was swapped.
+    optimizer, or before averaging starts, it changes nothing.
+
+    Args:
+        optimizer: the optimizer whose ``'ax'`` state holds the averages.
+
+    Yields:
+        Whether any weight was swapped.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([4.0]))
+        >>> optimizer = SparseNTASGD([w], lr=0.5, averaging=True)
+        >>> for _ in range(3):                            # iterates 2.0, 1.0, 0.5
+        ...     optimizer.zero_grad(); (w ** 2 / 2).sum().backward(); optimizer.step()
+        >>> with averaged_weights(optimizer) as swapped:
+        ...     print(swapped, w.item())                  # the mean of 1.0 and 0.5 (mu lags a step)
+        True 0.75
+        >>> w.item()                                      # the last iterate, back after the block
+        0.5
     """
     swapped = []
     with torch.no_grad():

@@ -52,6 +52,19 @@ class L1Regularizer(_Regularizer):
         model: injected by the loader (unused; weights are bound by name).
         reg_regims: ``{weight name or pattern: strength}``.
         threshold_criteria: ``None`` or any criterion: element-wise thresholding at the strength.
+
+    Raises:
+        ArgumentError: ``reg_regims`` is empty or a strength is negative, or an unknown ``threshold_criteria``.
+
+    Example:
+        >>> layer = nn.Linear(2, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[0.05, -2.0], [0.0, 0.1]]))
+        >>> l1 = L1Regularizer("l1", layer, {"weight": 0.1}, threshold_criteria="Mean_Abs")
+        >>> l1.bind(ParameterIndex(layer))
+        >>> params = {"weight": layer.weight}
+        >>> round(l1.loss(params).item(), 4), l1.threshold_masks(params)["weight"].tolist()   # 0.1 * 2.15
+        (0.215, [[False, True], [False, False]])
     """
 
     def __init__(self, name: str, model: nn.Module, reg_regims: Mapping[str, float],
@@ -79,6 +92,22 @@ class GroupLassoRegularizer(_Regularizer):
             (rows are slices along dim 0 — output units; columns along dim 1 — inputs).
         threshold_criteria: ``None``, ``Max`` or ``Mean_Abs``: zero groups whose max or mean ``|w|`` is at most
             the strength.
+
+    Raises:
+        ArgumentError: an entry of ``reg_regims`` that is not ``[strength >= 0, group type]``, or an unknown
+            ``threshold_criteria``.
+
+    Example:
+        >>> layer = nn.Linear(2, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[3.0, -4.0], [0.0, 0.1]]))
+        >>> lasso = GroupLassoRegularizer("rows", layer, {"weight": [0.5, "Rows"]}, threshold_criteria="Max")
+        >>> lasso.bind(ParameterIndex(layer))
+        >>> params = {"weight": layer.weight}
+        >>> round(lasso.loss(params).item(), 4)          # 0.5 * (||(3, -4)|| + ||(0, 0.1)||)
+        2.55
+        >>> lasso.threshold_masks(params)["weight"].tolist()   # row 1's largest |w| is below 0.5
+        [[True, True], [False, False]]
     """
 
     def __init__(self, name: str, model: nn.Module, reg_regims: Mapping[str, Any],

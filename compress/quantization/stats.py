@@ -9,13 +9,10 @@ leaf modules and records, for every input position and the output of each module
 is one vector along the last dimension (one time step of one sequence for the gates of a modular LSTM, one token
 for a decoder), which is what Distiller's per-timestep LSTM statistics counted.
 
-**Weighting fixed against Distiller** (distiller.md §9): Distiller's collector updated ``avg_min``/``avg_max``
-as ``(total_numel * prev + Σ batch_mins) / (total_numel + batch_size)``, weighting the running value by every
-*element* seen so far against the *samples* of the new batch, so after the first batch the average barely
-moved and AVG clipping used what amounted to first-batch statistics. Here every sample counts once, whatever
-batch it came in (``Σ sample minima / number of samples``). ``mean`` and ``std`` are exact over all elements,
-combined per batch with Chan's parallel formula in float64 (one pass; Distiller needed a second pass for
-``std``, PR #410); only ``b`` needs the global mean first, hence the optional second pass.
+**Every sample counts once**, whatever batch it came in: ``avg_min`` is ``Σ sample minima / number of
+samples`` (Distiller's collector weighted them otherwise; see ``docs/distiller-compat.md``). ``mean`` and ``std``
+are exact over all elements, combined per batch with Chan's parallel formula in float64 (one pass); only ``b``
+needs the global mean first, hence the optional second pass.
 
 Files have Distiller's layout (``acts_quantization_stats.yaml``), so Distiller's files load and ours load in
 Distiller::
@@ -241,6 +238,18 @@ class ActivationStatsCollector:
         model: the model.
         modules: names of the modules to observe; default every leaf module.
         channels: names of observed modules whose inputs and output also get per-channel statistics.
+
+    Raises:
+        KeyError: a name in ``modules`` that the model does not have, or in ``channels`` that is not observed.
+
+    Example:
+        >>> relu = nn.Sequential(nn.ReLU())
+        >>> with ActivationStatsCollector(relu) as collector:
+        ...     _ = relu(torch.tensor([[-1.0, 2.0], [3.0, -4.0]]))
+        ...     _ = relu(torch.tensor([[0.5, 1.0]]))
+        >>> out = collector.stats()["0"]["output"]
+        >>> out["min"], out["max"], out["avg_max"], out["samples"]      # avg_max: (2 + 3 + 1) / 3 samples
+        (0.0, 3.0, 2.0, 3)
     """
 
     def __init__(self, model: nn.Module, modules: Optional[Iterable[str]] = None,
@@ -352,6 +361,13 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
         calibration: a callable ``calibration(model)`` that runs the model itself (the way to carry a recurrent
             state across batches), or an iterable of inputs: a tuple/list is unpacked into ``model(*batch)``,
             a mapping into ``model(**batch)``, anything else is passed as ``model(batch)``.
+
+    Example:
+        >>> model = nn.Linear(2, 1).train()
+        >>> seen = []
+        >>> run_calibration(model, lambda m: seen.append((m.training, torch.is_grad_enabled())))
+        >>> seen, model.training                         # eval mode and no gradients inside; restored after
+        ([(False, False)], True)
     """
     was_training = model.training
     model.eval()
@@ -385,6 +401,16 @@ def collect_activation_stats(model: nn.Module, calibration: Calibration, modules
 
     Returns:
         ``{module name: {'inputs': {0: {...}, ...}, 'output': {...}}}``.
+
+    Raises:
+        KeyError: as :class:`ActivationStatsCollector`.
+
+    Example:
+        >>> relu = nn.Sequential(nn.ReLU())
+        >>> batches = [torch.tensor([[-1.0, 2.0], [3.0, -4.0]]), torch.tensor([[0.5, 1.0]])]
+        >>> x = collect_activation_stats(relu, batches)["0"]["inputs"][0]
+        >>> x["min"], x["avg_min"], x["mean"], round(x["b"], 4)   # avg_min: (-1 - 4 + 0.5) / 3 samples
+        (-4.0, -1.5, 0.25, 1.8333)
     """
     collector = ActivationStatsCollector(model, modules, channels)
     with collector:
@@ -448,8 +474,24 @@ def _check_channels(entry: Any, where: str) -> Dict[str, List[float]]:
 def validate_stats(data: Any, source: str = "statistics") -> Stats:
     """Check statistics loaded from YAML or given as a dict; returns a normalised copy.
 
+    Args:
+        data: ``{module name: {'inputs': {position: entry}, 'output': entry}}``; an entry needs ``min`` and
+            ``max`` (``avg_min``/``avg_max`` default to them).
+        source: where the data came from, for messages.
+
+    Returns:
+        A copy with numbers as floats, input positions as ints and the defaults filled in.
+
     Raises:
         ValueError: naming the module and key that is malformed.
+
+    Example:
+        >>> validate_stats({"fc": {"output": {"min": -1, "max": 2}}})
+        {'fc': {'output': {'min': -1.0, 'max': 2.0, 'avg_min': -1.0, 'avg_max': 2.0}}}
+        >>> validate_stats({"fc": {"output": {"min": 1.0, "max": 0.0}}})
+        Traceback (most recent call last):
+            ...
+        ValueError: statistics: fc.output: min 1.0 exceeds max 0.0
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: expected a mapping of module names to statistics, got {type(data).__name__}")
@@ -479,7 +521,26 @@ def validate_stats(data: Any, source: str = "statistics") -> Stats:
 
 
 def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
-    """Write statistics as a Distiller-style YAML file."""
+    """Write statistics as a Distiller-style YAML file (atomically: a failed write leaves no partial file).
+
+    Args:
+        stats: statistics as :func:`collect_activation_stats` returns them.
+        path: the file to write.
+
+    Example:
+        >>> import tempfile
+        >>> stats = {"fc": {"output": {"min": -1.0, "max": 2.0, "avg_min": -0.5, "avg_max": 1.5}}}
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "acts_quantization_stats.yaml")
+        ...     save_stats(stats, path)
+        ...     print(open(path).read().strip())
+        fc:
+          output:
+            min: -1.0
+            max: 2.0
+            avg_min: -0.5
+            avg_max: 1.5
+    """
     def plain(entry):
         return {k: (float(v) if isinstance(v, float) else
                     {ck: [float(x) for x in cv] for ck, cv in v.items()} if k == "channels" else v)
@@ -500,8 +561,22 @@ def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
 def load_stats(path: Union[str, os.PathLike]) -> Stats:
     """Read a statistics YAML file (ours or Distiller's), safely.
 
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The statistics, checked by :func:`validate_stats`.
+
     Raises:
         ValueError: the file cannot be read or is malformed (the message names the module and key).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "stats.yaml")
+        ...     _ = open(path, "w").write("fc:\\n  inputs:\\n    0: {min: -3, max: 3}\\n")
+        ...     load_stats(path)["fc"]["inputs"][0]["avg_max"]
+        3.0
     """
     path = os.fspath(path)
     try:

@@ -49,6 +49,24 @@ class CompressionScheduler:
         model: the model being compressed.
         optimizer: optional; any hook's ``optimizer`` argument also sets it. When known, optimizer state at
             pruned positions is zeroed.
+
+    Attributes:
+        masks: the model's :class:`~compress.sparsity.MaskStore`.
+        policies: ``(kind, instance name, policy)`` in the order they were added.
+        components: the schedule's instances by section and name, when built from a schedule.
+
+    Example:
+        >>> from compress.pruning import SparsityLevelParameterPruner
+        >>> model = nn.Linear(4, 4, bias=False)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> scheduler = CompressionScheduler(model, optimizer)
+        >>> scheduler.add_policy(SparsityLevelParameterPruner("level", {"weight": 0.5}), epochs=[0])
+        >>> scheduler.on_epoch_begin(0)
+        >>> model(torch.ones(2, 4)).sum().backward()
+        >>> optimizer.step()                             # the step writes the pruned weights too...
+        >>> scheduler.on_minibatch_end(0, 0, 1)          # ...and the scheduler zeroes them again
+        >>> int((model.weight == 0).sum()), sorted(scheduler.state_dict())
+        (8, ['format', 'masks', 'policies', 'position', 'version'])
     """
 
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None):

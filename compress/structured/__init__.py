@@ -19,9 +19,9 @@ Each comes in two forms that compute the same function of the same weights:
 Which is faster depends on the device and size. The mask form computes the whole wide layer every step, zeros
 included, in one fused ``nn.LSTM`` call; the module form does only the kept arithmetic, but in ``k``
 sequential LSTM calls, slicing and concatenating their states. On a CPU, where arithmetic dominates, the module
-form wins at real sizes (``examples/bench_structured.py``: a training step of the seed's 3-layer 1725-unit model
-at the budget of 1150 took about 2.2x the dense 1150 model's in the mask form, about 1x in the module form). At
-tiny sizes or on a GPU, where a step is bound by kernel launches, the single fused call of the mask form can win.
+form wins at real sizes; at tiny sizes or on a GPU, where a step is bound by kernel launches, the single fused
+call of the mask form can win. ``examples/bench_structured.py`` measures both; its figures are in
+``examples/README.md``.
 
 :mod:`.geometry` holds the pure structure computations; :func:`dense_equivalent` shows a model that uses the
 module form as the dense tensors it stands for (for :func:`compress.sparsity_table`).

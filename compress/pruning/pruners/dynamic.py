@@ -67,19 +67,16 @@ class DynamicSparsityPruner(RegrowingPruner):
     ``round(density * N)`` active weights over its ``N`` weights. At every update it removes a fraction
     (the death rate) of the active weights by the ``death`` criterion and grows as many inactive ones by the
     ``growth`` criterion, distributed over layers by ``redistribution``. Regrown weights start at zero and their
-    optimizer state is reset; the density is exact after every update. Unlike the reference code:
+    optimizer state is reset; the density is exact after every update. The modes follow their papers where
+    the published code differs (``docs/distiller-compat.md`` lists each case):
 
-    * counts are exact (random growth picks exactly the planned number of positions instead of coin flips;
-      ``global_magnitude`` removes exactly ``ceil(p * active)`` weights instead of tuning a threshold to ±2%);
-    * ``ER`` caps layers at density 1 and redistributes the excess (the reference undershoots the density);
-    * ``SET`` removes the negative weights closest to zero, as in Mocanu et al. (the reference removes the most
-      negative ones; ``set_negatives: most_negative`` reproduces it);
+    * counts are exact: random growth picks exactly the planned number of positions, ``global_magnitude``
+      removes exactly ``ceil(p * active)`` weights;
+    * ``ER`` caps layers at density 1 and redistributes the excess, so the global density is the one asked for;
+    * ``SET`` removes the negative weights closest to zero, as in Mocanu et al. (``set_negatives:
+      most_negative`` gives the Selfish-RNN code's choice);
     * ``momentum`` growth and redistribution use the pruner's own momentum of the dense gradients,
-      ``m <- growth_momentum * m + grad`` every minibatch: the reference reads the optimizer's momentum buffer,
-      which does not exist with the momentum-free SGD of its recipes (it crashes), and the mask store zeroes
-      optimizer state at inactive positions after every step, so it would hold nothing to grow by anyway;
-    * the ON-LSTM masks are never all-zero and the optimizer is found by parameter, not by index (Selfish-RNN's
-      ON-LSTM script leaves every mask empty and calls a method that does not exist).
+      ``m <- growth_momentum * m + grad`` every minibatch, so they work with momentum-free SGD.
 
     Args:
         name: instance name.
@@ -111,6 +108,35 @@ class DynamicSparsityPruner(RegrowingPruner):
         growth_momentum: decay of the pruner's gradient momentum (``momentum`` growth/redistribution).
         seed: seed of random initialisation and growth; default ``torch.initial_seed()``. Event ``n`` draws from
             a generator seeded by ``(seed, n)``, so a resume repeats the same draws bit for bit.
+
+    Raises:
+        ArgumentError: both or neither of ``density`` and ``sparsity``, an unknown mode, or a rate, threshold or
+            frequency out of range (naming the argument).
+
+    Example:
+        >>> import compress
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = torch.nn.Linear(8, 8, bias=False)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> schedule = {"pruners": {"dst": {"class": "DynamicSparsityPruner", "density": 0.25, "seed": 0}},
+        ...             "policies": [{"pruner": {"instance_name": "dst"}, "starting_epoch": 0, "ending_epoch": 2}]}
+        >>> scheduler = compress.dict_config(model, optimizer, schedule)
+        >>> x, topologies = torch.randn(4, 8), []
+        >>> for epoch in range(2):
+        ...     scheduler.on_epoch_begin(epoch, optimizer)
+        ...     topologies.append(scheduler.masks["weight"].clone())
+        ...     for i in range(3):
+        ...         scheduler.on_minibatch_begin(epoch, i, 3, optimizer)
+        ...         optimizer.zero_grad(); model(x).pow(2).mean().backward()
+        ...         scheduler.before_parameter_optimization(epoch, i, 3, optimizer)
+        ...         optimizer.step()
+        ...         scheduler.on_minibatch_end(epoch, i, 3, optimizer)
+        ...     scheduler.on_epoch_end(epoch, optimizer)     # prune and regrow
+        >>> [int(mask.sum()) for mask in topologies]     # 16 of the 64 weights are active, always
+        [16, 16]
+        >>> int((topologies[0] != topologies[1]).sum())  # 5 died and 5 others grew at the end of epoch 0
+        10
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
@@ -371,6 +397,14 @@ class SelfishRNNPruner(DynamicSparsityPruner):
         decay_epochs: epochs the cosine spans (default the policy's).
         update_frequency: ``epoch`` or a number of minibatches.
         seed: seed of the random topology.
+
+    Raises:
+        ArgumentError: as :class:`DynamicSparsityPruner`.
+
+    Example:
+        >>> pruner = SelfishRNNPruner("selfish", density=0.33, death_rate=0.8)
+        >>> pruner.death, pruner.growth, pruner.redistribution, pruner.death_rate_decay
+        ('magnitude', 'random', 'none', 'cosine')
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
@@ -401,6 +435,14 @@ class SETPruner(DynamicSparsityPruner):
         set_negatives: ``closest_to_zero`` (the paper) or ``most_negative`` (the Selfish-RNN code).
         update_frequency: ``epoch`` or a number of minibatches.
         seed: seed of the random topology.
+
+    Raises:
+        ArgumentError: as :class:`DynamicSparsityPruner`.
+
+    Example:
+        >>> pruner = SETPruner("set", sparsity=0.9)
+        >>> pruner.density, pruner.sparse_init, pruner.death, pruner.death_rate
+        (0.09999999999999998, 'ER', 'SET', 0.3)
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
@@ -434,6 +476,14 @@ class RigLPruner(DynamicSparsityPruner):
         decay_epochs: epochs the cosine spans (default the policy's).
         update_frequency: minibatches between updates, or ``epoch``.
         seed: seed of the random initial topology.
+
+    Raises:
+        ArgumentError: as :class:`DynamicSparsityPruner`.
+
+    Example:
+        >>> pruner = RigLPruner("rigl", density=0.1)
+        >>> pruner.growth, pruner.update_frequency, pruner.death_rate_floor
+        ('gradient', 100, 0.0)
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,

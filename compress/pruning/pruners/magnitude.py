@@ -19,6 +19,21 @@ class MagnitudeParameterPruner(PerWeightPruner):
         name: instance name.
         thresholds: ``{weight name or pattern: threshold, '*': default}``. As in Distiller, ``'*'`` covers
             every parameter, biases included.
+
+    Raises:
+        ArgumentError: ``thresholds`` is empty, or a threshold is negative or not a number.
+
+    Example:
+        >>> import compress
+        >>> model = torch.nn.Linear(4, 1)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[0.1, -0.8, 0.3, -0.05]]))
+        ...     _ = model.bias.fill_(0.2)
+        >>> schedule = {"pruners": {"mag": {"class": "MagnitudeParameterPruner", "thresholds": {"*": 0.25}}},
+        ...             "policies": [{"pruner": {"instance_name": "mag"}, "epochs": [0]}]}
+        >>> compress.dict_config(model, None, schedule).on_epoch_begin(0)
+        >>> (model.weight != 0).tolist(), model.bias.item()   # '*' reaches the bias too
+        ([[False, True, True, False]], 0.0)
     """
 
     targets_key = "thresholds"

@@ -28,6 +28,25 @@ class SplicingPruner(PerWeightPruner):
         low_thresh_mult: factor giving the pruning threshold.
         hi_thresh_mult: factor giving the splicing threshold (>= ``low_thresh_mult``).
         sensitivity_multiplier: per-epoch growth of ``s`` (0: constant).
+
+    Raises:
+        ArgumentError: ``sensitivities`` is empty or not numbers, a multiplier is negative, or
+            ``hi_thresh_mult < low_thresh_mult``.
+
+    Example:
+        >>> from compress.context import HookContext, Timing
+        >>> from compress.sparsity import ParameterIndex
+        >>> layer = torch.nn.Linear(4, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[0.1, 0.5, 1.0, 2.0]]))   # mean |w| = 0.9
+        >>> pruner = SplicingPruner("splice", {"weight": 0.0}, low_thresh_mult=0.5, hi_thresh_mult=1.0)
+        >>> pruner.bind(ParameterIndex(layer))
+        >>> ctx = HookContext(epoch=0, timing=Timing(epochs=[0]))
+        >>> for before in ([[True, True, True, True]], [[True, False, False, True]]):
+        ...     mask = pruner.compute_masks({"weight": layer.weight}, {"weight": torch.tensor(before)}, ctx)
+        ...     print(mask["weight"].tolist())           # cut below 0.45, spliced from 0.9, 0.5 keeps its state
+        [[False, True, True, True]]
+        [[False, False, True, True]]
     """
 
     targets_key = "sensitivities"

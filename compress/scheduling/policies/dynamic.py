@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class DynamicSparsityPolicy(PruningPolicy):
-    """Drive a :class:`DynamicSparsityPruner` from the scheduler's hooks.
+    """Drive a :class:`~compress.pruning.DynamicSparsityPruner` from the scheduler's hooks.
 
     * first active epoch, at its start: draw the initial sparse topology;
     * every minibatch end: step the death rate, update the pruner's gradient statistics, and, with
@@ -40,6 +40,20 @@ class DynamicSparsityPolicy(PruningPolicy):
     Args:
         pruner: the pruner.
         args: policy arguments; none are accepted (set the pruner's options instead).
+
+    Raises:
+        ArgumentError: any policy argument.
+
+    Example:
+        >>> from compress.pruning import SelfishRNNPruner
+        >>> from compress.scheduling import CompressionScheduler
+        >>> model = torch.nn.Linear(10, 10, bias=False)
+        >>> scheduler = CompressionScheduler(model)
+        >>> scheduler.add_policy(DynamicSparsityPolicy(SelfishRNNPruner("selfish", density=0.3, seed=0)),
+        ...                      starting_epoch=0, ending_epoch=5)
+        >>> scheduler.on_epoch_begin(0)                  # the initial random topology: 30 of 100 weights
+        >>> int(scheduler.masks["weight"].sum())
+        30
     """
 
     def __init__(self, pruner: RegrowingPruner, args: Optional[Mapping[str, Any]] = None):
