@@ -168,13 +168,16 @@ def write_result(path_or_dir: str, **fields: Any) -> str:
 
 
 def read_results(folder: str) -> List[Dict[str, Any]]:
-    """Every ``*.json`` under ``folder`` (recursively), checked; sorted by study, order and name.
+    """Every run record ``folder/<study>/<name>.json``, checked; sorted by study, order and name.
+
+    Files deeper down (``folder/<study>/search/...``, ``.../records/...``) or at the top are other records (a
+    search's study, a claim's table) and are not read here.
 
     Raises:
         ResultsFileError: a file is not JSON, or not a valid result (the message names the file and the field).
     """
     rows = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), "**", "*.json"), recursive=True)):
+    for path in sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), "*", "*.json"))):
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)

@@ -28,8 +28,9 @@ def test_written_result_reads_back_with_what_was_filled_in(tmp_path):
 
 
 def test_given_device_and_revision_are_kept(tmp_path):
-    write_result(tmp_path / "x.json", device="NVIDIA H200", git_revision="abc123", **RUN)
-    assert json.loads((tmp_path / "x.json").read_text())["device"] == "NVIDIA H200"
+    (tmp_path / "s").mkdir()
+    write_result(tmp_path / "s" / "x.json", device="NVIDIA H200", git_revision="abc123", **RUN)
+    assert json.loads((tmp_path / "s" / "x.json").read_text())["device"] == "NVIDIA H200"
     assert read_results(tmp_path)[0]["git_revision"] == "abc123"
 
 
@@ -108,3 +109,11 @@ def test_table_script_prints_one_table_per_study_and_names_unknown_studies(tmp_p
     with pytest.raises(SystemExit, match="no results for iss_ptb"):
         results_table.main(["--results", str(tmp_path), "--study", "iss_ptb"])
     capsys.readouterr()
+
+
+def test_only_study_folders_hold_run_records_other_records_are_left_alone(tmp_path):
+    write_result(tmp_path, **RUN)
+    (tmp_path / "selfish_ptb" / "search").mkdir()
+    (tmp_path / "selfish_ptb" / "search" / "summary.json").write_text('{"not": "a run"}')
+    (tmp_path / "claim.json").write_text('{"table": []}')
+    assert [r["name"] for r in read_results(tmp_path)] == ["selfish"]

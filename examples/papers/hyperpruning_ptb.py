@@ -11,15 +11,15 @@ The death-rate cosine spans the full training here (Hyperpruning's spans 100 epo
 Small by default, for one CPU core (a 2x64 LSTM on the embedded corpus; ``--data`` for PTB); every finished
 candidate is kept in ``--out`` and a rerun continues.
 
-    python examples/papers/hyperpruning_ptb.py claim --threads 1 --out results/hyperpruning_claim_cpu.json
+    python examples/papers/hyperpruning_ptb.py claim --threads 1 --out results/hyperpruning/records/claim_cpu.json
 
 ``published``: Hyperpruning's search at its published scale (2x1500 untied LSTM on PTB, lr 40, clip 0.25,
 dropout 0.65, sparse NT-ASGD with nonmono 5, density 0.33; 40 TPE evaluations of 3 epochs, halving rounds, the
 last 2 trained 100 epochs; ``schedules/search/hyperpruning_selfish_lstm.yaml``), through ``compress.search``.
-The study lives in ``results/hyperpruning_ptb/study.db`` and runs pause at an epoch's end when ``--time-budget``
+The study lives in ``results/hyperpruning_ptb/search/study.db`` and runs pause at an epoch's end when ``--time-budget``
 runs out, their progress in ``--checkpoints``: run the same command again (on a later device session too) and it
 continues. ``--workers N`` runs N worker processes, one GPU each, on the same study. ``--export DIR`` copies the
-study and the summary there (a device's ``$OUT``) to be copied back into ``results/hyperpruning_ptb/``.
+study and the summary there (a device's ``$OUT``) to be copied back into ``results/hyperpruning_ptb/search/``.
 
     python examples/papers/hyperpruning_ptb.py published --data data/ptb --cuda --time-budget 540 --export $OUT
 """
@@ -47,7 +47,7 @@ from compress_models.search_tasks import word_lm_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPACE = os.path.join(ROOT, "schedules", "search", "hyperpruning_selfish_lstm.yaml")
-RESULTS = os.path.join(ROOT, "results", "hyperpruning_ptb")
+RESULTS = os.path.join(ROOT, "results", "hyperpruning_ptb", "search")  # run records sit one level up
 PUBLISHED = {"lstm test ppl": 69.73, "lstm val ppl": 72.27, "selfish-rnn test ppl": 71.72,
              "shipped pool: spearman ls": 0.72, "shipped pool: spearman early ppl": 0.42}
 
@@ -68,7 +68,7 @@ def parse_args(argv=None):
     c.add_argument("--batch-size", type=int, default=10)
     c.add_argument("--seed", type=int, default=0, help="seed of the pool's draw")
     c.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    c.add_argument("--out", default=os.path.join(ROOT, "results", "hyperpruning_claim_cpu.json"),
+    c.add_argument("--out", default=os.path.join(ROOT, "results", "hyperpruning", "records", "claim_cpu.json"),
                    help="results file (finished candidates are kept; a rerun continues)")
     g = sub.add_parser("published", help="Hyperpruning's search at published scale (GPU)")
     g.add_argument("--data", required=True, help="the PTB folder")
