@@ -13,8 +13,9 @@ setup(
     package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={
-        "test": ["pytest", "ruff"],
+        "test": ["pytest", "ruff", "onnx", "onnxruntime"],
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
+        "onnx": ["onnx", "onnxruntime"],  # ONNX export (compress.export.onnx) and running it in ONNX Runtime
     },
     entry_points={"console_scripts": ["compress=compress.cli:main"]},
 )
