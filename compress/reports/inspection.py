@@ -31,7 +31,7 @@ from compress.io.checkpoint import read_checkpoint
 from compress.reports.tables import format_count
 
 __all__ = ["ModelReport", "count_parameters", "inspect_model", "inspection_table", "load_task",
-           "inspect_checkpoints", "DEFAULT_TASK"]
+           "rebuild_model", "inspect_checkpoints", "DEFAULT_TASK"]
 
 DEFAULT_TASK = "examples.word_lm_task:make_task"
 
@@ -109,6 +109,22 @@ def load_task(spec: str) -> Callable[..., Any]:
     return factory
 
 
+def rebuild_model(path: str, task: Any) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The model of checkpoint ``path`` with its weights, built by ``task``; and the checkpoint.
+
+    Raises:
+        CheckpointError: the file is unreadable, or its weights do not fit the model the task built.
+    """
+    state = read_checkpoint(path)
+    model = task.build_model(state)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit the model the task built: {str(exc).splitlines()[0]}") \
+            from None
+    return model, state
+
+
 def inspect_checkpoints(paths: Sequence[str], task: Any, names: Optional[Sequence[str]] = None,
                         device: Union[str, torch.device] = "cpu", evaluate: bool = True) -> List[ModelReport]:
     """Rebuild each checkpoint's model with ``task``, load its weights, count and measure it.
@@ -127,13 +143,7 @@ def inspect_checkpoints(paths: Sequence[str], task: Any, names: Optional[Sequenc
         names = ["original", "pruned"] if len(paths) == 2 else list(paths)
     reports = []
     for name, path in zip(names, paths):
-        state = read_checkpoint(path)
-        model = task.build_model(state)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: does not fit the model the task built: {str(exc).splitlines()[0]}") \
-                from None
+        model, _ = rebuild_model(path, task)
         model.to(device)
         reports.append(inspect_model(name, model, task.evaluate if evaluate else None))
     return reports
