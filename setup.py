@@ -13,9 +13,9 @@ setup(
     package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={
-        "test": ["pytest", "ruff", "onnx", "onnxruntime"],
+        "test": ["pytest", "ruff", "onnx>=1.15", "onnxruntime>=1.18"],
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
-        "onnx": ["onnx", "onnxruntime"],  # ONNX export (compress.export.onnx) and running it in ONNX Runtime
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.18"],  # ONNX export; ORT 1.18 runs DynamicQuantizeLSTM of opset-14+ LSTMs
     },
     entry_points={"console_scripts": ["compress=compress.cli:main"]},
 )

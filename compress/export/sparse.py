@@ -11,10 +11,15 @@ whichever of three encodings is smallest for that tensor:
   ``nnz * (1 + itemsize)`` bytes, so it wins once fewer than about one element in ``8 * (1 + itemsize)`` is
   nonzero (95% sparsity and above for int8).
 
-"Zero" means the value a pruned weight is stored as: 0 for floats and symmetric int8, the row's zero point for
-asymmetric int8. Floats are compared bit by bit, so ``-0.0`` and NaNs survive, and the file loads back into
-exactly the tensors that :func:`~compress.quantization.save_quantized` would have written: the same model, bit
-for bit. A tensor shared by two modules (a tied embedding and decoder) is stored once.
+"Zero" means the value a pruned weight is stored as: 0 for symmetric int8, the row's zero point for asymmetric
+int8, and for floats ``0.0`` *or* ``-0.0`` (pruning by multiplying with a mask, as
+:class:`~compress.sparsity.masks.MaskStore` does, leaves ``-0.0`` wherever a negative weight was pruned: about
+half the zeros). Every stored value is kept bit for bit (NaNs included), so the file loads back into exactly the
+tensors that :func:`~compress.quantization.save_quantized` would have written, with one exception: a float zero
+loads as ``+0.0``. That changes no product or sum a model computes (``x + -0.0 == x + 0.0`` for every ``x``
+except zero itself), so the loaded model's outputs are bit for bit those of the dense export; int8 tensors have
+no signed zero and are identical in every bit. A tensor shared by two modules (a tied embedding and decoder) is
+stored once.
 
 The file is a ``torch.save`` dict of tensors and plain data (torch's format rather than safetensors: no new
 dependency, the INT8 runtime already reads it, and it loads with ``weights_only=True``, so no code in it can
@@ -67,8 +72,6 @@ VERSION = 1
 ENCODINGS = ("dense", "bitmask", "indices")
 #: The largest gap one ``indices`` byte holds (it stores ``gap - 1``).
 MAX_GAP = 256
-
-_BIT_VIEWS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,6 @@ def encoded_sizes(numel: int, nonzeros: int, itemsize: int, index_entries: int) 
     """
     return {"dense": numel * itemsize, "bitmask": (numel + 7) // 8 + nonzeros * itemsize,
             "indices": index_entries * (1 + itemsize)}
-
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    """``t`` as integers of the same width, so that equality is bit equality (``-0.0 != 0.0``, NaN == NaN)."""
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        return t.view(_BIT_VIEWS[t.element_size()])
-    return t
 
 
 def _background_of(shape: Sequence[int], background: Optional[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
@@ -202,7 +198,8 @@ def _encode(tensor: torch.Tensor, background: Optional[torch.Tensor],
         raise ArgumentError("background", str(exc)) from None
     shape = list(tensor.shape)
     flat = tensor.contiguous().reshape(-1)
-    differs = _bits(flat) != _bits(_background_of(tensor.shape, background, tensor.dtype).reshape(-1))
+    # numeric comparison: a float zero of either sign is pruned, NaN is kept
+    differs = flat != _background_of(tensor.shape, background, tensor.dtype).reshape(-1)
     positions = torch.nonzero(differs).reshape(-1)
     steps = _gap_steps(positions)
     sizes = encoded_sizes(flat.numel(), positions.numel(), tensor.element_size(), steps.numel())
