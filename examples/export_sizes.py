@@ -65,9 +65,9 @@ def main(argv=None) -> List[Dict[str, Any]]:
             torch.manual_seed(args.seed)
             model = pruned(RNNModel("LSTM", args.vocab, args.emsize, args.nhid, args.nlayers, 0.0,
                                     not args.untied).eval(), sparsity)
-            sizes = {"torch.save fp32": size_of(folder, "dense.pt", lambda p: torch.save(model.state_dict(), p))}
+            sizes = {"torch.save fp32": size_of(folder, "dense.pt", lambda p, m=model: torch.save(m.state_dict(), p))}
             int8 = export_model(model, "int8")
-            sizes["dense INT8"] = size_of(folder, "int8.pt", lambda p: save_quantized(int8, p))
+            sizes["dense INT8"] = size_of(folder, "int8.pt", lambda p, m=int8: save_quantized(m, p))
             for precision in ("fp32", "fp16", "int8"):
                 exported = int8 if precision == "int8" else export_model(model, precision)
                 sizes[f"sparse {precision}"] = size_of(folder, "sparse.pt", lambda p, m=exported: save_sparse(m, p))

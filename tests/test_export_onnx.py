@@ -127,3 +127,18 @@ def test_bad_precision_and_foreign_files_are_clear_errors(tmp_path):
     foreign.write_bytes(unfolded_graph(lm()).SerializeToString())
     with pytest.raises(CheckpointError, match="not written by"):
         OnnxLM(foreign)
+
+
+def test_the_benchmark_puts_the_four_deployments_side_by_side(tmp_path, capsys):
+    from examples import bench_export
+
+    result = bench_export.main(["--emsize", "16", "--nhid", "16", "--epochs", "1", "--max-train-batches", "3",
+                                "--repeats", "1", "--warmup", "0", "--threads", "1", "--eval-tokens", "400",
+                                "--cache", str(tmp_path / "lm.pt")])
+    names = ["fp32 PyTorch", "compress INT8", "ONNX Runtime fp32", "ONNX Runtime INT8"]
+    printed = capsys.readouterr().out
+    assert list(result["sizes"]) == names and all(name in printed for name in names)
+    assert result["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert result["sizes"]["compress INT8"] < result["sizes"]["ONNX Runtime INT8"] < result["sizes"]["fp32 PyTorch"]
+    assert result["max_logit_diff"]["ONNX Runtime fp32"] < 1e-4 < result["max_logit_diff"]["ONNX Runtime INT8"]
+    assert max(result["val_ppl"].values()) < 1.05 * min(result["val_ppl"].values())
