@@ -173,7 +173,7 @@ def main(argv=None) -> Dict[str, Any]:
           f"{args.bptt} steps per call; {args.threads} threads; validation: {source.numel():,} tokens of {where}; "
           f"ONNX INT8 graph: {onnx_int8.summary().split('; ', 1)[1]}")
     print(tabulate(rows, headers=["model"] + [f"µs/token, batch {b} (vs fp32)" for b in args.batch_sizes]
-                   + ["file MiB", "max |logit - fp32|", "val ppl"], tablefmt="github", disable_numparse=True))
+                   + ["file MiB", "max logit diff vs fp32", "val ppl"], tablefmt="github", disable_numparse=True))
     return {"per_token_s": per_token, "sizes": sizes, "max_logit_diff": diffs, "val_ppl": ppl, "sparsity": sparsity}
 
 

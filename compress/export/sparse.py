@@ -8,8 +8,8 @@ whichever of three encodings is smallest for that tensor:
   in order; it costs ``numel/8 + nnz * itemsize`` bytes, so it wins at moderate sparsity;
 * ``indices``: Deep Compression's relative indices (Han et al., ICLR 2016): for each nonzero, the gap to the
   previous one in one byte, with a filler entry (a stored zero) where a gap exceeds 256; it costs about
-  ``nnz * (1 + itemsize)`` bytes, so it wins once fewer than about one element in ``8 * (1 + itemsize)`` is
-  nonzero (95% sparsity and above for int8).
+  ``nnz * (1 + itemsize)`` bytes, so it wins once fewer than one element in 8 is nonzero (above 87.5%
+  sparsity, whatever the dtype: both store the values, and one byte per nonzero beats ``numel/8`` bytes).
 
 "Zero" means the value a pruned weight is stored as: 0 for symmetric int8, the row's zero point for asymmetric
 int8, and for floats ``0.0`` *or* ``-0.0`` (pruning by multiplying with a mask, as
