@@ -357,6 +357,8 @@ class OnnxLM:
     Args:
         path: the ``.onnx`` file.
         threads: ONNX Runtime's intra-op threads (default: its own choice, all cores).
+        spin: let idle worker threads spin for the next call (ONNX Runtime's default: lower latency); turn it off
+            when other work shares the cores, such as another model timed in turns with this one.
 
     Raises:
         CheckpointError: the file is missing, not an ONNX model, or was not written by :func:`export_onnx`.
@@ -374,7 +376,7 @@ class OnnxLM:
         True
     """
 
-    def __init__(self, path: Union[str, os.PathLike], threads: Optional[int] = None):
+    def __init__(self, path: Union[str, os.PathLike], threads: Optional[int] = None, spin: bool = True):
         _, ort = _require_onnx()
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
@@ -383,6 +385,8 @@ class OnnxLM:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
