@@ -15,7 +15,7 @@ setup(
     extras_require={
         "test": ["pytest", "ruff", "onnx>=1.15", "onnxruntime>=1.18"],
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.18"],  # ONNX export; ORT 1.18 runs DynamicQuantizeLSTM of opset-14+ LSTMs
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.18"],  # ONNX export; ORT 1.18+ runs DynamicQuantizeLSTM on new opsets
     },
     entry_points={"console_scripts": ["compress=compress.cli:main"]},
 )
