@@ -142,3 +142,30 @@ def test_the_benchmark_puts_the_four_deployments_side_by_side(tmp_path, capsys):
     assert result["sizes"]["compress INT8"] < result["sizes"]["ONNX Runtime INT8"] < result["sizes"]["fp32 PyTorch"]
     assert result["max_logit_diff"]["ONNX Runtime fp32"] < 1e-4 < result["max_logit_diff"]["ONNX Runtime INT8"]
     assert max(result["val_ppl"].values()) < 1.05 * min(result["val_ppl"].values())
+
+
+def test_a_thinned_model_exports_to_both_formats(tmp_path):
+    thinning = pytest.importorskip("compress.structured.thinning",
+                                   reason="compress.thin comes from another branch; this runs once it is merged")
+    from compress.export import load_sparse, save_sparse
+    from compress.quantization import export_model
+    from compress.structured.units import unit_groups
+
+    model = lm(tied=False)
+    with torch.no_grad():  # unit 1 of layer 0 and unit 2 of layer 1 reach nothing
+        model.rnn.weight_hh_l0[:, 1] = 0
+        model.rnn.weight_ih_l1[:, 1] = 0
+        model.rnn.weight_hh_l1[:, 2] = 0
+        model.decoder.weight[:, 2] = 0
+    small = thinning.thin(model, unit_groups(model, ["rnn"], {"rnn": ["decoder.weight"]}))
+    assert small.rnn.hidden_sizes == [15, 15]
+    exported = export_model(small, "int8")
+    save_sparse(exported, tmp_path / "thin.pt")
+    back = load_sparse(tmp_path / "thin.pt", small)
+    x = tokens(6, 3)
+    with torch.no_grad():
+        assert torch.equal(back(x, back.init_hidden(3))[0], exported(x, exported.init_hidden(3))[0])
+    export_onnx(small, tmp_path / "thin.onnx")
+    ours, _, ref, _ = run_both(small, tmp_path / "thin.onnx")
+    torch.testing.assert_close(ours, ref, **FP32_TOLERANCE)
+    assert export_onnx(small, tmp_path / "thin8.onnx", "int8").ops["com.microsoft.DynamicQuantizeLSTM"] == 2
