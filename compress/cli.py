@@ -6,6 +6,8 @@ Commands:
                          parameters, pruned count, sparsity and the task's metrics, side by side
     hyperprune SPACE.yaml [--task MODULE:FUNCTION] [--storage URL] [--out WINNER.yaml] ...
                          search a compression recipe by Hyperpruning (needs compress[search])
+    export CHECKPOINT --format {compress,onnx} --precision {fp32,fp16,int8} --out FILE [--task MODULE:FUNCTION]
+                         a deployable file: compress's sparse format, or ONNX for ONNX Runtime
 """
 from __future__ import annotations
 
@@ -100,6 +102,16 @@ def _hyperprune(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _export(args: argparse.Namespace) -> str:
+    import torch
+
+    from compress.export.from_checkpoint import export_checkpoint
+    from compress.reports.inspection import load_task
+
+    task = load_task(args.task)(args.data, torch.device("cpu"))
+    return export_checkpoint(args.checkpoint, args.out, args.format, args.precision, task)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compress", description="Inspect compressed recurrent models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds after which a silent run of another machine is taken for dead")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=_hyperprune)
+    p = sub.add_parser("export", help="write a checkpoint's model as a small compress file or as ONNX")
+    p.add_argument("checkpoint", help="a checkpoint written by compress.save_checkpoint")
+    p.add_argument("--format", choices=["compress", "onnx"], default="compress",
+                   help="compress: the sparse INT8/FP16/FP32 file of compress.export.sparse; onnx: for ONNX Runtime")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="int8",
+                   help="weights' precision (onnx: fp32 or int8)")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--task", default=DEFAULT_TASK, help="MODULE:FUNCTION making the task that rebuilds the model")
+    p.add_argument("--data", help="corpus folder for the task (word LM default: the one the checkpoint was trained on)")
+    p.set_defaults(run=_export)
     return parser
 
 

@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["WeightFormat", "QuantizedLinear", "QuantizedEmbedding", "QuantizedLSTM", "QuantizedGRU",
            "QuantizedLSTMCell", "QuantizedGRUCell", "export_model", "save_quantized", "load_quantized",
-           "kernels_available"]
+           "quantized_state", "model_from_quantized_state", "kernels_available"]
 
 FORMAT = "compress.quantized"
 KINDS = ("int8", "fp16", "fp32")
@@ -638,6 +638,26 @@ def _build_quantized(model: nn.Module, formats: FormatSpec, reduce_range: bool, 
     return model.eval()
 
 
+def quantized_state(model: nn.Module, formats: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """What :func:`save_quantized` writes: the exported model's tensors and formats, as plain data.
+
+    Args:
+        model: a model returned by :func:`export_model`.
+        formats: the per-module formats; default: read from the model's quantized modules.
+
+    Returns:
+        ``{'format', 'version', 'formats', 'reduce_range', 'state_dict'}`` (the tensors are the model's own).
+    """
+    if formats is None:
+        formats = {}
+        for name, m in model.named_modules():
+            if isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
+                formats[name] = m.fmt.to_dict()
+    reduce = {m.reduce_range for m in model.modules() if isinstance(m, QuantizedLinear)}
+    return {"format": FORMAT, "version": 1, "formats": dict(formats),
+            "reduce_range": reduce.pop() if len(reduce) == 1 else True, "state_dict": model.state_dict()}
+
+
 def save_quantized(model: nn.Module, path: Union[str, os.PathLike],
                    formats: Optional[Mapping[str, Any]] = None) -> None:
     """Write an exported model's tensors and formats to ``path`` (atomically; plain data only).
@@ -647,14 +667,7 @@ def save_quantized(model: nn.Module, path: Union[str, os.PathLike],
         path: the file.
         formats: the per-module formats; default: read from the model's quantized modules.
     """
-    if formats is None:
-        formats = {}
-        for name, m in model.named_modules():
-            if isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
-                formats[name] = m.fmt.to_dict()
-    reduce = {m.reduce_range for m in model.modules() if isinstance(m, QuantizedLinear)}
-    state = {"format": FORMAT, "version": 1, "formats": dict(formats),
-             "reduce_range": reduce.pop() if len(reduce) == 1 else True, "state_dict": model.state_dict()}
+    state = quantized_state(model, formats)
     with atomic_write(path) as f:
         torch.save(state, f)
 
@@ -687,11 +700,31 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
     state = safe_torch_load(path, "quantized model")
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a compress quantized model (format {FORMAT!r})")
-    formats = {k: WeightFormat.from_dict(v) for k, v in state["formats"].items()}
+    return model_from_quantized_state(state, model, path)
+
+
+def model_from_quantized_state(state: Mapping[str, Any], model: nn.Module, source: str) -> nn.Module:
+    """The exported model that :func:`quantized_state` describes, built in the structure of ``model``.
+
+    Args:
+        state: ``formats``, ``reduce_range`` and ``state_dict`` as :func:`quantized_state` returns them.
+        model: a float model of the same architecture (any weights; it is not changed).
+        source: the file the state came from, for messages.
+
+    Raises:
+        CheckpointError: the formats are damaged, or the tensors do not fit ``model``.
+    """
+    try:
+        formats = {k: WeightFormat.from_dict(v) for k, v in state["formats"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: damaged module formats ({exc})") from None
+    tensors = state.get("state_dict")
+    if not isinstance(tensors, Mapping):
+        raise CheckpointError(f"{source}: damaged: no tensors ('state_dict')")
     skeleton = _build_quantized(model, lambda name: formats.get(name), state.get("reduce_range", True),
                                 materialize=False)
     try:
-        skeleton.load_state_dict(state["state_dict"], strict=True, assign=True)
+        skeleton.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: does not fit this model: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"{source}: does not fit this model: {str(exc).splitlines()[0]}") from None
     return skeleton.eval()

@@ -35,7 +35,7 @@ from compress.reports.tables import format_count
 from compress.structured.thinning import is_thinned_state, thinned_skeleton
 
 __all__ = ["ModelReport", "count_parameters", "inspect_model", "inspection_table", "load_task",
-           "inspect_checkpoints", "DEFAULT_TASK"]
+           "rebuild_model", "inspect_checkpoints", "DEFAULT_TASK"]
 
 DEFAULT_TASK = "compress_models.tasks:make_task"
 
@@ -114,6 +114,24 @@ def load_task(spec: str) -> Callable[..., Any]:
     return factory
 
 
+def rebuild_model(path: str, task: Any) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The model of checkpoint ``path`` with its weights, built by ``task``; and the checkpoint.
+
+    Raises:
+        CheckpointError: the file is unreadable, or its weights do not fit the model the task built.
+    """
+    state = read_checkpoint(path)
+    model = task.build_model(state)
+    if is_thinned_state(state["model"]) and not is_thinned_state(model.state_dict()):
+        model = thinned_skeleton(model, state["model"])  # the task builds dense models; shrink it to fit
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit the model the task built: {str(exc).splitlines()[0]}") \
+            from None
+    return model, state
+
+
 def inspect_checkpoints(paths: Sequence[str], task: Any, names: Optional[Sequence[str]] = None,
                         device: Union[str, torch.device] = "cpu", evaluate: bool = True) -> List[ModelReport]:
     """Rebuild each checkpoint's model with ``task``, load its weights, count and measure it.
@@ -132,15 +150,7 @@ def inspect_checkpoints(paths: Sequence[str], task: Any, names: Optional[Sequenc
         names = ["original", "pruned"] if len(paths) == 2 else list(paths)
     reports = []
     for name, path in zip(names, paths):
-        state = read_checkpoint(path)
-        model = task.build_model(state)
-        if is_thinned_state(state["model"]) and not is_thinned_state(model.state_dict()):
-            model = thinned_skeleton(model, state["model"])  # the task builds dense models; shrink it to fit
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: does not fit the model the task built: {str(exc).splitlines()[0]}") \
-                from None
+        model, _ = rebuild_model(path, task)
         model.to(device)
         reports.append(inspect_model(name, model, task.evaluate if evaluate else None))
     return reports
