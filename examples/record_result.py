@@ -46,6 +46,8 @@ def main(argv=None) -> str:
     p.add_argument("--command", required=True, help="the exact command of the run")
     p.add_argument("--epochs", type=int, help="epochs trained (default: the epochs the logs report)")
     p.add_argument("--device", help="where it ran (default: this machine's GPU or CPU)")
+    p.add_argument("--torch",
+                   help="the torch version it ran with (default: this machine's; give it for a run made elsewhere)")
     p.add_argument("--git-revision", help="the revision it ran at (default: this checkout's)")
     p.add_argument("--label", help="the row's text in the table")
     p.add_argument("--order", type=int, help="position of the row in its table")
@@ -65,7 +67,8 @@ def main(argv=None) -> str:
                   epochs=args.epochs if args.epochs is not None else max(seconds) + 1,
                   sparsity=row.get("sparsity"), nnz=row.get("nnz"), val_ppl=row.get("val_ppl"),
                   test_ppl=row.get("test_ppl"), seconds_per_epoch=round(statistics.median(seconds.values()), 2))
-    optional = {"device": args.device, "git_revision": args.git_revision, "label": args.label, "order": args.order}
+    optional = {"device": args.device, "torch": args.torch, "git_revision": args.git_revision, "label": args.label,
+                "order": args.order}
     fields.update({k: v for k, v in optional.items() if v is not None})
     paper = {k: v for k, v in (("val_ppl", args.published_val), ("test_ppl", args.published_test),
                                ("source", args.published_source)) if v is not None}
