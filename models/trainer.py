@@ -4,7 +4,9 @@
 train_epoch`), evaluates after each epoch (the NT-ASGD average when there is one), anneals the LR as that example
 does unless the schedule or ``--optimizer`` owns it, writes a checkpoint after every epoch (``--save``), continues
 from one (``--resume``), stops before an epoch that would pass ``--time-budget``, and prints the sparsity and
-perplexity tables of the final model. Paper scripts translate their own flags into a schedule and call it;
+perplexity tables of the final model. Under ``torchrun --nproc_per_node N`` each rank trains a
+``DistributedDataParallel`` copy on its own shard of the training tokens (:mod:`compress_models.distributed`);
+rank 0 prints and writes. Paper scripts translate their own flags into a schedule and call it;
 ``python -m compress_models.trainer FLAGS`` is ``python examples/word_lm.py FLAGS`` for child processes.
 
 Example:
@@ -30,6 +32,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import torch
 
 import compress
+from compress.distributed import broadcast_object
 from compress.reports.tables import sparsity_summary, sparsity_total
 
 from .builders import (
@@ -41,6 +44,7 @@ from .builders import (
     parse_args,
 )
 from .corpus import batchify
+from .distributed import finish, init_from_environment, shard_tokens, wrap
 from .training import evaluate, train_epoch
 
 __all__ = ["train", "main"]
@@ -64,6 +68,10 @@ class _Progress:
 
     def close(self) -> None:
         sys.stderr.write("\n")
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """``print`` of the ranks other than 0."""
 
 
 def _scheduler(args: argparse.Namespace, model, optimizer, schedule: Optional[Mapping[str, Any]],
@@ -99,45 +107,53 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.manual_seed(args.seed)
-    device = torch.device("cuda" if args.cuda else "cpu")
+    rank, world_size, device = init_from_environment(args.cuda)
+    say = print if rank == 0 else _silent
     if args.tf32:
         torch.set_float32_matmul_precision("high")
     corpus = build_corpus(args)
     best = None if args.data else corpus.best_perplexity("test")
     ntokens = len(corpus.dictionary)
-    train_data = batchify(corpus.train, args.batch_size, device)
+    train_tokens = shard_tokens(corpus.train, rank, world_size, args.batch_size) if world_size > 1 else corpus.train
+    train_data = batchify(train_tokens, args.batch_size, device)
     val_data = batchify(corpus.valid, args.eval_batch_size, device)
     test_data = batchify(corpus.test, args.eval_batch_size, device)
 
     model = build_model(args, ntokens).to(device)
+    net = wrap(model, device)  # DDP under torchrun, else the model itself
+    if rank:
+        torch.manual_seed(args.seed + rank)  # each rank its own dropout masks; the library shares its own draws
     optimizer = build_optimizer(args, model)
-    scheduler = _scheduler(args, model, optimizer, schedule,
-                           lambda m: math.exp(evaluate(m, val_data, args.bptt, args.eval_batch_size)))
+    scheduler = _scheduler(args, net, optimizer, schedule,
+                           lambda m: math.exp(evaluate(model, val_data, args.bptt, args.eval_batch_size)))
     # the seed's optimizers own their learning rate (NT-ASGD keeps it constant, Adam has ReduceLROnPlateau)
     schedule_drives_lr = args.optimizer is not None or any(kind == "lr_scheduler" for kind, _, _ in scheduler.policies)
     forward = ar_tar_forward(args)
 
     start_epoch, best_val = 0, float("inf")
     if args.resume:
-        extra = compress.load_checkpoint(args.resume, model, optimizer, scheduler)
+        extra = compress.load_checkpoint(args.resume, net, optimizer, scheduler)
         start_epoch, best_val = int(extra["epoch"]) + 1, float(extra["best_val"])
-        print(f"resumed from {args.resume} at epoch {start_epoch}")
+        say(f"resumed from {args.resume} at epoch {start_epoch}")
 
     steps = (train_data.size(0) - 1 + args.bptt - 1) // args.bptt
     if args.max_train_batches:
         steps = min(steps, args.max_train_batches)
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters, {ntokens} words, {steps} minibatches/epoch, "
-          f"{len(scheduler.policies)} policies" + (f", best achievable test ppl {best:.2f}" if best else ""))
+    say(f"{sum(p.numel() for p in model.parameters()):,} parameters, {ntokens} words, {steps} minibatches/epoch, "
+        f"{len(scheduler.policies)} policies" + (f", best achievable test ppl {best:.2f}" if best else "")
+        + (f", {world_size} ranks (global batch {world_size * args.batch_size})" if world_size > 1 else ""))
     started = time.time()
     epoch_seconds = 0.0
     for epoch in range(start_epoch, args.epochs):
-        if args.time_budget and time.time() - started + epoch_seconds > args.time_budget:
-            print(f"time budget reached after epoch {epoch - 1}; continue with --resume {args.save}")
+        # rank 0's clock decides, so that every rank stops at the same epoch
+        if args.time_budget and broadcast_object(time.time() - started + epoch_seconds > args.time_budget):
+            say(f"time budget reached after epoch {epoch - 1}; continue with --resume {args.save}")
+            finish()
             return {"unfinished": True, "epoch": epoch - 1}
         epoch_start = time.time()
         scheduler.on_epoch_begin(epoch, optimizer)
-        progress = _Progress(f"epoch {epoch:3d}", optimizer, not args.no_progress)
-        train_epoch(model, train_data, optimizer, scheduler, epoch, bptt=args.bptt, clip=args.clip,
+        progress = _Progress(f"epoch {epoch:3d}", optimizer, not args.no_progress and rank == 0)
+        train_epoch(net, train_data, optimizer, scheduler, epoch, bptt=args.bptt, clip=args.clip,
                     max_batches=args.max_train_batches, forward=forward,
                     on_batch=progress if progress.enabled else None)
         if progress.enabled:
@@ -145,15 +161,15 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
         with compress.optim.averaged_weights(optimizer):  # NT-ASGD: the averaged model is the one evaluated
             val_loss = evaluate(model, val_data, args.bptt, args.eval_batch_size)
         total = sparsity_total(sparsity_summary(compress.structured.dense_equivalent(model)))
-        print(f"| end of epoch {epoch:3d} | {time.time() - epoch_start:5.1f}s | lr {optimizer.param_groups[0]['lr']:g} "
-              f"| valid ppl {math.exp(val_loss):8.2f} | sparsity {total.sparsity:5.2f}%")
+        say(f"| end of epoch {epoch:3d} | {time.time() - epoch_start:5.1f}s | lr {optimizer.param_groups[0]['lr']:g} "
+            f"| valid ppl {math.exp(val_loss):8.2f} | sparsity {total.sparsity:5.2f}%")
         if not schedule_drives_lr and val_loss >= best_val and args.anneal > 1:
             for group in optimizer.param_groups:
                 group["lr"] /= args.anneal
         best_val = min(best_val, val_loss)
         scheduler.on_epoch_end(epoch, optimizer, metrics={"min": val_loss, "max": -val_loss})
         if args.save:
-            compress.save_checkpoint(args.save, model, optimizer, scheduler, epoch=epoch, best_val=best_val,
+            compress.save_checkpoint(args.save, net, optimizer, scheduler, epoch=epoch, best_val=best_val,
                                      args=vars(args))
         epoch_seconds = max(epoch_seconds, time.time() - epoch_start)
 
@@ -168,10 +184,11 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
               "val_ppl": math.exp(val_loss), "test_ppl": math.exp(test_loss)}
     if best:
         result["best_test_ppl"] = best
-    print(compress.sparsity_table(rows))
-    print(compress.perplexity_table([result]))
-    print(f"done in {time.time() - started:.1f}s")
-    if args.results:
+    say(compress.sparsity_table(rows))
+    say(compress.perplexity_table([result]))
+    say(f"done in {time.time() - started:.1f}s")
+    finish()
+    if args.results and rank == 0:
         with open(args.results, "a") as f:
             f.write(json.dumps(result) + "\n")
     return result

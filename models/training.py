@@ -29,6 +29,11 @@ from .corpus import get_batch, repackage_hidden
 Forward = Callable[[nn.Module, torch.Tensor, object], Tuple[torch.Tensor, object, torch.Tensor]]
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The LM inside a ``DistributedDataParallel``/``DataParallel`` wrapper (which has no ``init_hidden``)."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
 def plain_forward(model: nn.Module, data: torch.Tensor, hidden: object) -> Tuple[torch.Tensor, object, torch.Tensor]:
     """``model(data, hidden)`` with no extra loss term."""
     output, hidden = model(data, hidden)
@@ -61,7 +66,7 @@ def _evaluate(model: nn.Module, source: torch.Tensor, bptt: int, batch_size: int
               accuracy: bool) -> Tuple[float, float]:
     model.eval()
     loss, correct, count = 0.0, 0, 0
-    hidden = model.init_hidden(batch_size)
+    hidden = unwrapped(model).init_hidden(batch_size)
     for i in range(0, source.size(0) - 1, bptt):
         data, targets = get_batch(source, i, bptt)
         output, hidden = model(data, hidden)
@@ -99,7 +104,7 @@ def train_epoch(model: nn.Module, train_data: torch.Tensor, optimizer: torch.opt
     steps = (train_data.size(0) - 1 + bptt - 1) // bptt
     if max_batches:
         steps = min(steps, max_batches)
-    hidden = model.init_hidden(train_data.size(1))
+    hidden = unwrapped(model).init_hidden(train_data.size(1))
     total = torch.zeros((), device=train_data.device)  # summed on the device: no host sync per step
     for batch, i in enumerate(range(0, steps * bptt, bptt)):
         data, targets = get_batch(train_data, i, bptt)

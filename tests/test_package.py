@@ -123,7 +123,8 @@ def test_a_name_that_moved_still_resolves_with_a_warning_naming_its_home():
         compress.no_such_name  # noqa: B018
 
 
-@pytest.mark.parametrize("module", compress_modules() + ["compress_models.training"])
+@pytest.mark.parametrize("module", compress_modules() + ["compress_models.training",
+                                                        "compress_models.distributed"])
 def test_docstring_examples_run(module):
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
