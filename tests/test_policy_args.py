@@ -89,22 +89,24 @@ def test_by_default_masks_are_computed_once_at_the_start_of_each_active_epoch(ti
     assert calls == [(0, "begin"), (1, "begin")]
 
 
-def test_mini_batch_pruning_frequency_recomputes_masks_every_k_minibatches_of_an_epoch(tiny_lm):
+def test_mini_batch_pruning_frequency_recomputes_masks_every_k_minibatches_of_the_run(tiny_lm):
     optimizer, scheduler = build(tiny_lm, level_schedule(epochs=(0, 1), mini_batch_pruning_frequency=2))
     calls = record_prunings(scheduler)
     run_epochs(tiny_lm, scheduler, optimizer, batches(5), 3)
-    # counted from the epoch's start, where the masks are computed anyway; none in epoch 2 (not active)
-    assert calls == [(0, "begin"), (0, 2), (0, 4), (1, "begin"), (1, 2), (1, 4)]
+    # Distiller's count: minibatch 5 * epoch + i of the run (epoch 1's minibatches are 5..9, so its 1 and 3), never
+    # an epoch's minibatch 0 (the epoch's start computed the masks); none in epoch 2 (not active)
+    assert calls == [(0, "begin"), (0, 2), (0, 4), (1, "begin"), (1, 1), (1, 3)]
 
 
-def test_skip_first_minibatch_computes_the_masks_at_minibatch_1_of_every_active_epoch(tiny_lm):
-    optimizer, scheduler = build(tiny_lm, level_schedule(epochs=(0, 1), skip_first_minibatch=True))
+@pytest.mark.parametrize("first", [0, 2])
+def test_skip_first_minibatch_defers_the_policys_first_pruning_to_its_minibatch_1(tiny_lm, first):
+    optimizer, scheduler = build(tiny_lm, level_schedule(epochs=(first, first + 1), skip_first_minibatch=True))
     calls = record_prunings(scheduler)
     masked = []
-    run_epochs(tiny_lm, scheduler, optimizer, batches(3), 2,
+    run_epochs(tiny_lm, scheduler, optimizer, batches(3), first + 2,
                after_step=lambda epoch, i: masked.append(HH in scheduler.masks))
-    assert calls == [(0, 1), (1, 1)]
-    assert masked == [False, True, True, True, True, True]   # minibatch 0 of epoch 0 trains dense
+    assert calls == [(first, 1), (first + 1, "begin")]
+    assert masked == [False] * (3 * first + 1) + [True] * 5   # minibatch 0 of the first epoch trains dense
 
 
 # -- how masks are applied --------------------------------------------------------------------------------------

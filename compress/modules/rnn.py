@@ -532,6 +532,11 @@ def converted_module_types(model: nn.Module) -> List[Tuple[str, type]]:
 
     Args:
         model: any module.
+
+    Example:
+        >>> import torch
+        >>> [(name, kind.__name__) for name, kind in converted_module_types(torch.nn.LSTM(4, 4))][:1]
+        [('', 'ModularLSTM')]
     """
     found: List[Tuple[str, type]] = []
     seen = set()

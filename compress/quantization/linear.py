@@ -118,6 +118,13 @@ def parse_mode(value: Any, key: str = "mode") -> ModuleQuantMode:
 
     Raises:
         ArgumentError: an unknown name or key (``mode`` or ``mode.weights``).
+
+    Example:
+        >>> parse_mode("asym_u").weights
+        <LinearQuantMode.ASYMMETRIC_UNSIGNED: 3>
+        >>> mode = parse_mode({"activations": "sym", "weights": "asym_u"})
+        >>> mode.activations.name, mode.weights.name
+        ('SYMMETRIC', 'ASYMMETRIC_UNSIGNED')
     """
     if isinstance(value, ModuleQuantMode):
         return value
@@ -427,6 +434,12 @@ def tensor_stats(x: torch.Tensor, dim: Optional[int] = None) -> dict:
     With ``dim=None`` the samples are the vectors along the last dimension (a 1-D tensor's elements are its
     samples). With ``dim=0`` every statistic is per slice along dim 0 (per output channel of a weight) and a
     tensor; ``avg_min``/``avg_max`` then equal ``min``/``max``.
+
+    Example:
+        >>> import torch
+        >>> stats = tensor_stats(torch.tensor([[-1.0, 3.0], [0.0, 1.0]]))
+        >>> float(stats["min"]), float(stats["max"])
+        (-1.0, 3.0)
     """
     x = x.detach().to(torch.float64)
     if dim == 0:

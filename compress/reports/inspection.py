@@ -63,7 +63,16 @@ class ModelReport:
 
 
 def count_parameters(model: nn.Module) -> Tuple[int, int]:
-    """``(total, zero)`` elements over the model's parameters, each tensor once."""
+    """``(total, zero)`` elements over the model's parameters, each tensor once.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(4, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight[0].zero_()
+        >>> count_parameters(layer)
+        (8, 4)
+    """
     total = zeros = 0
     for p in model.parameters():  # parameters() yields a shared tensor once
         total += p.numel()
@@ -73,7 +82,18 @@ def count_parameters(model: nn.Module) -> Tuple[int, int]:
 
 def inspect_model(name: str, model: nn.Module,
                   evaluate: Optional[Callable[[nn.Module], Mapping[str, float]]] = None) -> ModelReport:
-    """Count a model's parameters and zeros, and measure it with ``evaluate`` when given."""
+    """Count a model's parameters and zeros, and measure it with ``evaluate`` when given.
+
+    Example:
+        >>> import torch
+        >>> report = inspect_model("tiny", torch.nn.Linear(4, 2), evaluate=lambda m: {"val ppl": 12.5})
+        >>> print(inspection_table([report], tablefmt="plain"))
+                            tiny
+        total parameters      10
+        pruned                 0
+        sparsity (%)        0.00
+        val ppl            12.50
+    """
     total, zeros = count_parameters(model)
     metrics = dict(evaluate(model)) if evaluate is not None else {}
     return ModelReport(name, total, zeros, {k: float(v) for k, v in metrics.items()})

@@ -321,6 +321,10 @@ def format_count(n: Union[int, float]) -> str:
     Raises:
         TypeError: ``n`` is not a number (booleans are rejected too).
         ValueError: ``n`` is a float that is not integral (or not finite).
+
+    Example:
+        >>> format_count(49917000), format_count(1.5e6)
+        ('49,917,000', '1,500,000')
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Real):
         raise TypeError(f"format_count expects a number, got {type(n).__name__}")

@@ -241,7 +241,13 @@ def group_masks(groups: Sequence[ParameterGroup], params: Mapping[str, torch.Ten
 
 
 def count_pruned(masks: Mapping[str, torch.Tensor]) -> Tuple[int, int]:
-    """``(pruned, total)`` elements over the masks."""
+    """``(pruned, total)`` elements over the masks.
+
+    Example:
+        >>> import torch
+        >>> count_pruned({"a": torch.tensor([True, False]), "b": torch.tensor([False, False, True])})
+        (3, 5)
+    """
     total = sum(m.numel() for m in masks.values())
     kept = sum(int(m.count_nonzero()) for m in masks.values())
     return total - kept, total

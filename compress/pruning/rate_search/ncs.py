@@ -37,6 +37,13 @@ def bhattacharyya_distance(mean_p: np.ndarray, sigma_p: np.ndarray, mean_q: np.n
 
     ``D = 1/8 (mu_p - mu_q)^T C^-1 (mu_p - mu_q) + 1/2 sum_k [ln C_kk - (ln s2_pk + ln s2_qk) / 2]``, ``C = (s2_p +
     s2_q) / 2``.
+
+    Example:
+        >>> import numpy as np
+        >>> same = bhattacharyya_distance(np.zeros(2), np.ones(2), np.zeros(2), np.ones(2))
+        >>> apart = bhattacharyya_distance(np.zeros(2), np.ones(2), np.full(2, 2.0), np.ones(2))
+        >>> round(same, 6), round(apart, 6)
+        (0.0, 1.0)
     """
     var_p, var_q = np.square(sigma_p), np.square(sigma_q)
     cov = (var_p + var_q) / 2

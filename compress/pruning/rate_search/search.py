@@ -68,6 +68,12 @@ def call_evaluate(evaluate: Evaluate, model: nn.Module) -> float:
 
     Under ``torch.distributed`` the value is averaged over the ranks (every rank calls it at the same point),
     so searches and recovery tests that read it take the same decision on every rank.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2).train()
+        >>> call_evaluate(lambda m: torch.tensor(3.5), model), model.training
+        (3.5, True)
     """
     was_training = model.training
     try:
@@ -125,7 +131,14 @@ class Constraint:
 
 
 def fitness(sparsity: float, degradation: float, max_degradation: float) -> float:
-    """SiPO's fitness (minimised): ``-sparsity`` if ``degradation <= c``, else ``degradation / c``."""
+    """SiPO's fitness (minimised): ``-sparsity`` if ``degradation <= c``, else ``degradation / c``.
+
+    Example:
+        >>> fitness(0.9, degradation=0.1, max_degradation=0.2)  # within the bound: the sparser the better
+        -0.9
+        >>> round(fitness(0.95, degradation=0.3, max_degradation=0.2), 6)  # past it: worse than any that is within
+        1.5
+    """
     return -sparsity if degradation <= max_degradation else degradation / max_degradation
 
 

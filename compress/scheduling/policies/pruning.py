@@ -103,16 +103,24 @@ class PruningPolicy(ScheduledTrainingPolicy):
         for name, mask in self.pruner.compute_masks(params, current, step).items():
             store.set_mask(name, mask, ctx.optimizer)
 
+    def _first_epoch(self, ctx: HookContext) -> bool:
+        return self.timing is not None and ctx.epoch == self.timing.first
+
     def on_epoch_begin(self, ctx: HookContext, **kwargs: Any) -> None:
-        if not self.skip_first_minibatch:
+        # skip_first_minibatch defers only the policy's first pruning (to minibatch 1), as Distiller's does
+        if not (self.skip_first_minibatch and self._first_epoch(ctx)):
             self._prune(ctx)
 
     def on_minibatch_begin(self, ctx: HookContext) -> None:
         mb = ctx.minibatch_id
+        # Distiller counts minibatches over the whole run (epoch * minibatches_per_epoch + minibatch) for the
+        # frequency, and never re-prunes at an epoch's minibatch 0 (on_epoch_begin did)
+        run_minibatch = ctx.epoch * (ctx.minibatches_per_epoch or 0) + mb
         if mb > 0 and (self.pruner.prunes_every_minibatch or (self.mini_batch_pruning_frequency
-                                                               and mb % self.mini_batch_pruning_frequency == 0)):
+                                                               and run_minibatch % self.mini_batch_pruning_frequency
+                                                               == 0)):
             self._prune(ctx)
-        elif self.skip_first_minibatch and mb == 1:
+        elif self.skip_first_minibatch and mb == 1 and self._first_epoch(ctx):
             self._prune(ctx)
         ctx.masks.apply(self.pruner.weights)
 
