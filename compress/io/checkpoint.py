@@ -209,7 +209,19 @@ def load_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         CheckpointError: the file is unreadable or foreign, or does not fit the objects given.
     """
     path = os.fspath(path)
-    state = read_checkpoint(path)
+    return apply_checkpoint(read_checkpoint(path), path, model, optimizer, scheduler, restore_rng=restore_rng)
+
+
+def apply_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike], model: nn.Module,
+                     optimizer: Optional[torch.optim.Optimizer] = None,
+                     scheduler: Optional[CompressionScheduler] = None, *, restore_rng: bool = True) -> Dict[str, Any]:
+    """:func:`load_checkpoint` of a checkpoint already read with :func:`read_checkpoint` (``path`` is for
+    messages); for callers that look at the file's contents first. Checks everything before changing anything.
+
+    Raises:
+        CheckpointError: the state does not fit the objects given.
+    """
+    path = os.fspath(path)
     _check_model_state(path, model, state["model"])
     if optimizer is not None:
         _check_optimizer_state(path, optimizer, state.get("optimizer"))
