@@ -178,6 +178,18 @@ def test_net_aware_clipping_limits_lstm_gate_preactivations_to_sigmoid_range(tin
     assert float(out_q.range_max) <= 6.0 and float(out_q.range_min) >= -6.0
 
 
+def test_net_aware_clipping_survives_loading_the_state_into_a_prepared_quantizer(tiny_lm):
+    with torch.no_grad():
+        tiny_lm.rnn.weight_ih_l0.mul_(200)   # pre-activations far beyond ±6
+    q = PostTrainLinearQuantizer(copy.deepcopy(tiny_lm))
+    q.prepare_model(calibration=run_lm(batches()))
+    other = PostTrainLinearQuantizer(copy.deepcopy(tiny_lm))
+    other.prepare_model()                    # the gate's consumers are wrapped when the statistics arrive
+    other.load_state_dict(q.state_dict())
+    out_q = other.model.rnn.cells[0].eltwiseadd_gate.out_quant
+    assert float(out_q.range_max) <= 6.0 and float(out_q.range_min) >= -6.0
+
+
 def _shipped_schedule_against_plain_int8(model, schedule, name):
     """The quantizer ``name`` of ``schedules/SCHEDULE`` and per-tensor INT8, both calibrated on the same data, and
     their mean output errors against the float model."""
