@@ -16,7 +16,7 @@ import compress.distiller as distiller
 import compress.distiller.apputils as apputils
 from compress.distiller.data_loggers import PythonLogger
 from compress.errors import ArgumentError, CompressError
-from compress_models import RNNModel, batchify, get_batch, repackage_hidden, synthetic_corpus
+from compress_models import RNNModel, batchify, evaluate, get_batch, repackage_hidden, synthetic_corpus
 
 AGP_SCHEDULE = os.path.join(DISTILLER_SCHEDULES, "word_lang_model.schedule_agp.yaml")
 
@@ -108,17 +108,6 @@ def test_main_py_loop_runs_distillers_agp_schedule(tmp_path, monkeypatch, root_l
     model = RNNModel("LSTM", ntokens, 16, 16, 2, 0.2, True)
     criterion = nn.CrossEntropyLoss()
 
-    def evaluate(data_source):
-        model.eval()
-        total_loss, hidden = 0.0, model.init_hidden(eval_batch_size)
-        with torch.no_grad():
-            for i in range(0, data_source.size(0) - 1, bptt):
-                data, targets = get_batch(data_source, i, bptt)
-                output, hidden = model(data, hidden)
-                total_loss += len(data) * criterion(output.view(-1, ntokens), targets).item()
-                hidden = repackage_hidden(hidden)
-        return total_loss / len(data_source)
-
     def train(epoch, optimizer, compression_scheduler=None):
         model.train()
         steps_per_epoch = math.ceil(train_data.size(0) / bptt)
@@ -154,7 +143,7 @@ def test_main_py_loop_runs_distillers_agp_schedule(tmp_path, monkeypatch, root_l
     for epoch in range(epochs):
         compression_scheduler.on_epoch_begin(epoch)
         train(epoch, optimizer, compression_scheduler)
-        val_loss = evaluate(val_data)
+        val_loss = evaluate(model, val_data, bptt, eval_batch_size)
         msglogger.info(f"| end of epoch {epoch:3d} | valid loss {val_loss:5.3f} | valid ppl {math.exp(val_loss):8.2f}")
         distiller.log_weights_sparsity(model, epoch, loggers=[pylogger])
         for name, (start, end, initial, final) in pruned.items():
@@ -243,18 +232,8 @@ def test_quantize_lstm_notebook_calls(tmp_path):
     assert (y_t - y_p).abs().max().item() < 1e-4
     assert man_model.rnn.cells[0].fc_gate_x.weight.data_ptr() != rnn_model.rnn.weight_ih_l0.data_ptr()  # a copy
 
-    criterion = nn.CrossEntropyLoss()
-
-    def evaluate(model, data_source):
-        model.eval()
-        total_loss, hidden = 0.0, model.init_hidden(eval_batch_size)
-        with torch.no_grad():
-            for i in range(0, data_source.size(0) - 1, sequence_len):
-                data, targets = get_batch(data_source, i, sequence_len)
-                output, hidden = model(data, hidden)
-                total_loss += len(data) * criterion(output.view(-1, ntokens), targets).item()
-                hidden = repackage_hidden(hidden)
-        return total_loss / len(data_source)
+    def evaluate_on(model, data_source):
+        return evaluate(model, data_source, sequence_len, eval_batch_size)
 
     distiller.utils.assign_layer_fq_names(man_model)
     collector = QuantCalibrationStatsCollector(man_model)
@@ -262,12 +241,12 @@ def test_quantize_lstm_notebook_calls(tmp_path):
     stats_file = str(tmp_path / "acts_quantization_stats.yaml")
 
     def eval_for_stats(model):
-        evaluate(man_model, val_data)
+        evaluate_on(man_model, val_data)
 
     stats = collect_quant_stats(man_model, eval_for_stats, save_dir=str(tmp_path))
     assert os.path.isfile(stats_file) and "b" in stats["rnn.cells.0.eltwiseadd_gate"]["output"]
 
-    val_loss = evaluate(man_model, val_data)
+    val_loss = evaluate_on(man_model, val_data)
     quantizer = PostTrainLinearQuantizer(deepcopy(man_model), model_activation_stats=stats_file)
     stats_before_prepare = deepcopy(quantizer.model_activation_stats)
     dummy_input = (torch.zeros(1, 1).to(dtype=torch.long), man_model.init_hidden(1))
@@ -276,12 +255,12 @@ def test_quantize_lstm_notebook_calls(tmp_path):
     after = quantizer.model_activation_stats["rnn.cells.0.eltwiseadd_gate"]["output"]
     assert before["max"] > 6 and after["max"] == 6.0 and after["min"] == max(before["min"], -6.0)
     assert type(quantizer.model.rnn.cells[0].fc_gate_x).__name__ == "QuantLinear"
-    assert math.isfinite(evaluate(quantizer.model, val_data))
+    assert math.isfinite(evaluate_on(quantizer.model, val_data))
 
     quantizer = PostTrainLinearQuantizer(deepcopy(man_model), model_activation_stats=stats_file,
                                          mode=LinearQuantMode.ASYMMETRIC_SIGNED, per_channel_wts=True)
     quantizer.prepare_model(dummy_input)
-    assert math.isfinite(evaluate(quantizer.model, val_data))
+    assert math.isfinite(evaluate_on(quantizer.model, val_data))
 
     overrides = distiller.utils.yaml_ordered_load(".*eltwise.*:\n    fp16: true\nencoder:\n    fp16: true\n"
                                                   "decoder:\n    fp16: true\n")
@@ -289,12 +268,12 @@ def test_quantize_lstm_notebook_calls(tmp_path):
                                          mode=LinearQuantMode.ASYMMETRIC_SIGNED, overrides=overrides,
                                          per_channel_wts=True)
     quantizer.prepare_model(dummy_input)
-    assert math.isfinite(evaluate(quantizer.model, val_data))
+    assert math.isfinite(evaluate_on(quantizer.model, val_data))
 
     quantizer = PostTrainLinearQuantizer(deepcopy(man_model), model_activation_stats=stats_file,
                                          mode=LinearQuantMode.ASYMMETRIC_SIGNED, per_channel_wts=True, clip_acts="AVG")
     quantizer.prepare_model(dummy_input)
-    assert evaluate(quantizer.model, val_data) == pytest.approx(val_loss, rel=0.05)
+    assert evaluate_on(quantizer.model, val_data) == pytest.approx(val_loss, rel=0.05)
 
 
 def test_prepare_model_takes_distillers_positional_dummy_input():
