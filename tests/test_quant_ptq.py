@@ -338,6 +338,15 @@ def test_statistics_missing_a_module_are_refused(tiny_lm):
     assert isinstance(tiny_lm.decoder, nn.Linear)        # a failed prepare replaced nothing
 
 
+def test_distillers_positional_dummy_input_is_an_error_that_says_where_it_goes(tiny_lm):
+    q = PostTrainLinearQuantizer(tiny_lm)
+    dummy_input = (torch.zeros(1, 1, dtype=torch.long), tiny_lm.init_hidden(1))
+    with pytest.raises(ArgumentError, match=r"calibration: the model could not be called on calibration item 0 .*"
+                                            r"prepare_model\(dummy_input=\.\.\.\)"):
+        q.prepare_model(dummy_input)
+    assert not q.prepared
+
+
 def test_prepare_twice_and_training_mode_are_refused(tiny_lm):
     q = PostTrainLinearQuantizer(tiny_lm)
     model = q.prepare_model(calibration=run_lm(batches()))
