@@ -113,6 +113,41 @@ def test_distiller_checkpoint_layout_loads(tmp_path):
     assert (m2.rnn.weight_hh_l0[0] == 0).all()
 
 
+def distiller_checkpoint(path, m, optimizer, **more):
+    """A file written as Distiller's ``apputils.save_checkpoint`` writes it (it pickles ``type(optimizer)``)."""
+    mask = torch.ones(32, 8)
+    mask[0] = 0
+    torch.save({"epoch": 4, "state_dict": m.state_dict(), "arch": "RNNModel",
+                "optimizer_state_dict": optimizer.state_dict(), "optimizer_type": type(optimizer),
+                "compression_sched": {"masks_dict": {"rnn.weight_hh_l0": mask}},
+                "extras": {"best_val_loss": 4.5}, **more}, path)
+
+
+def test_distiller_checkpoint_with_its_optimizer_class_loads(tmp_path):
+    m = model()
+    optimizer = torch.optim.SGD(m.parameters(), lr=20, momentum=0.9)
+    m(torch.zeros(3, 2, dtype=torch.long), m.init_hidden(2))[0].sum().backward()
+    optimizer.step()
+    distiller_checkpoint(tmp_path / "d.pth.tar", m, optimizer)
+    m2 = model(seed=9)
+    optimizer2 = torch.optim.SGD(m2.parameters(), lr=1, momentum=0.9)
+    extra = compress.load_checkpoint(tmp_path / "d.pth.tar", m2, optimizer2, compress.CompressionScheduler(m2))
+    assert extra["optimizer_type"] == "torch.optim.sgd.SGD" and extra["extras"] == {"best_val_loss": 4.5}
+    assert optimizer2.param_groups[0]["lr"] == 20 and len(optimizer2.state) == len(optimizer.state)
+    assert (m2.rnn.weight_hh_l0[0] == 0).all()
+
+
+def test_a_class_outside_torch_optim_in_a_distiller_checkpoint_is_refused(tmp_path):
+    import subprocess
+    m = model()
+    optimizer = torch.optim.SGD(m.parameters(), lr=20)
+    distiller_checkpoint(tmp_path / "d.pth.tar", m, optimizer, thinning_recipes=[subprocess.Popen])
+    before = state(m)
+    with pytest.raises(compress.CheckpointError, match="Popen"):
+        compress.load_checkpoint(tmp_path / "d.pth.tar", m)
+    assert same(before, m.state_dict())
+
+
 def test_cli_summary_prints_the_table(tmp_path, capsys):
     from compress.cli import main
 

@@ -178,6 +178,18 @@ def test_net_aware_clipping_limits_lstm_gate_preactivations_to_sigmoid_range(tin
     assert float(out_q.range_max) <= 6.0 and float(out_q.range_min) >= -6.0
 
 
+def test_net_aware_clipping_survives_loading_the_state_into_a_prepared_quantizer(tiny_lm):
+    with torch.no_grad():
+        tiny_lm.rnn.weight_ih_l0.mul_(200)   # pre-activations far beyond ±6
+    q = PostTrainLinearQuantizer(copy.deepcopy(tiny_lm))
+    q.prepare_model(calibration=run_lm(batches()))
+    other = PostTrainLinearQuantizer(copy.deepcopy(tiny_lm))
+    other.prepare_model()                    # the gate's consumers are wrapped when the statistics arrive
+    other.load_state_dict(q.state_dict())
+    out_q = other.model.rnn.cells[0].eltwiseadd_gate.out_quant
+    assert float(out_q.range_max) <= 6.0 and float(out_q.range_min) >= -6.0
+
+
 def _shipped_schedule_against_plain_int8(model, schedule, name):
     """The quantizer ``name`` of ``schedules/SCHEDULE`` and per-tensor INT8, both calibrated on the same data, and
     their mean output errors against the float model."""
@@ -324,6 +336,15 @@ def test_statistics_missing_a_module_are_refused(tiny_lm):
         q.prepare_model()
     assert e.value.key == "model_activation_stats" and "rnn.cells.0" in str(e.value)
     assert isinstance(tiny_lm.decoder, nn.Linear)        # a failed prepare replaced nothing
+
+
+def test_distillers_positional_dummy_input_is_an_error_that_says_where_it_goes(tiny_lm):
+    q = PostTrainLinearQuantizer(tiny_lm)
+    dummy_input = (torch.zeros(1, 1, dtype=torch.long), tiny_lm.init_hidden(1))
+    with pytest.raises(ArgumentError, match=r"calibration: the model could not be called on calibration item 0 .*"
+                                            r"prepare_model\(dummy_input=\.\.\.\)"):
+        q.prepare_model(dummy_input)
+    assert not q.prepared
 
 
 def test_prepare_twice_and_training_mode_are_refused(tiny_lm):

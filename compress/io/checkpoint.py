@@ -30,6 +30,28 @@ def _is_thinned_state(state: Mapping[str, Any]) -> bool:
     return any(_THINNED_UNITS.search(k) and torch.is_tensor(v) and v.dtype == torch.long for k, v in state.items())
 
 FORMAT = "compress.checkpoint"
+
+
+def torch_optimizer_classes() -> Dict[str, type]:
+    """``torch.optim``'s optimizer classes by the path a pickle names them with (``'torch.optim.sgd.SGD'``).
+
+    Distiller's checkpoints hold ``type(optimizer)``; these classes, and no others, may appear in a checkpoint
+    that :func:`read_checkpoint` loads (a class is only named by the file, never run by the load).
+
+    Example:
+        >>> torch_optimizer_classes()["torch.optim.sgd.SGD"] is torch.optim.SGD
+        True
+    """
+    out: Dict[str, type] = {}
+    for name in dir(torch.optim):
+        obj = getattr(torch.optim, name)
+        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
+            out[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    return out
+
+
+def _class_path(cls: Any) -> Optional[str]:
+    return f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else None
 _PLAIN = (type(None), bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)
 
 
@@ -120,21 +142,26 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """Load a checkpoint file safely (``weights_only=True``, onto the CPU) and check what it is.
 
     Accepts files written by :func:`save_checkpoint` and Distiller checkpoints (``state_dict`` and
-    ``compression_sched`` keys), as long as they hold only tensors and plain data.
+    ``compression_sched`` keys), as long as they hold only tensors, plain data and ``torch.optim`` classes
+    (Distiller saves ``optimizer_type``; it comes back as its path, ``extra['optimizer_type']``, e.g.
+    ``'torch.optim.sgd.SGD'``; see :func:`torch_optimizer_classes`).
 
     Raises:
         CheckpointError: missing, truncated, not a PyTorch file, unsafe to unpickle, or of a foreign format.
     """
     path = os.fspath(path)
-    state = safe_torch_load(path, "checkpoint")
+    state = safe_torch_load(path, "checkpoint", allowed_globals=list(torch_optimizer_classes().values()))
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(state).__name__}")
     if state.get("format") == FORMAT:
         return dict(state)
     if "state_dict" in state:  # Distiller's layout
+        extra = {k: state[k] for k in ("epoch", "arch", "extras", "dataset", "is_parallel") if k in state}
+        if _class_path(state.get("optimizer_type")):
+            extra["optimizer_type"] = _class_path(state["optimizer_type"])
         return {"format": FORMAT, "version": 0, "model": state["state_dict"],
                 "optimizer": state.get("optimizer_state_dict"), "scheduler": state.get("compression_sched"),
-                "rng": {}, "extra": {k: state[k] for k in ("epoch", "arch") if k in state}}
+                "rng": {}, "extra": extra}
     raise CheckpointError(f"{path}: not a compress checkpoint (no 'format': '{FORMAT}' and no Distiller "
                           f"'state_dict')")
 
@@ -182,7 +209,19 @@ def load_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         CheckpointError: the file is unreadable or foreign, or does not fit the objects given.
     """
     path = os.fspath(path)
-    state = read_checkpoint(path)
+    return apply_checkpoint(read_checkpoint(path), path, model, optimizer, scheduler, restore_rng=restore_rng)
+
+
+def apply_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike], model: nn.Module,
+                     optimizer: Optional[torch.optim.Optimizer] = None,
+                     scheduler: Optional[CompressionScheduler] = None, *, restore_rng: bool = True) -> Dict[str, Any]:
+    """:func:`load_checkpoint` of a checkpoint already read with :func:`read_checkpoint` (``path`` is for
+    messages); for callers that look at the file's contents first. Checks everything before changing anything.
+
+    Raises:
+        CheckpointError: the state does not fit the objects given.
+    """
+    path = os.fspath(path)
     _check_model_state(path, model, state["model"])
     if optimizer is not None:
         _check_optimizer_state(path, optimizer, state.get("optimizer"))

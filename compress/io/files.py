@@ -23,8 +23,9 @@ import contextlib
 import glob
 import os
 import pickle
+import re
 import tempfile
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Iterator, Sequence, Union
 
 import torch
 
@@ -79,12 +80,14 @@ def atomic_write(path: PathLike, mode: str = "wb", encoding: str = "utf-8") -> I
         raise
 
 
-def safe_torch_load(path: PathLike, what: str = "file") -> Any:
+def safe_torch_load(path: PathLike, what: str = "file", allowed_globals: Sequence[Any] = ()) -> Any:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with every failure as a ``CheckpointError``.
 
     Args:
         path: the file.
         what: what the file should be, for messages (``'checkpoint'``, ``'quantized model'``).
+        allowed_globals: classes the file may name besides tensors and plain data, allowed for this one load
+            only (``torch.serialization.safe_globals``; PyTorch >= 2.5, earlier versions refuse them).
 
     Raises:
         CheckpointError: missing, empty, truncated, not a PyTorch file, or holding objects other than tensors
@@ -95,11 +98,16 @@ def safe_torch_load(path: PathLike, what: str = "file") -> Any:
         raise CheckpointError(f"{path}: no such {what}")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: empty file, not a {what}")
+    scope = getattr(torch.serialization, "safe_globals", None)
+    allowed = scope(list(allowed_globals)) if allowed_globals and scope is not None else contextlib.nullcontext()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with allowed:
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        named = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        reason = f"it names {named.group(1)}" if named else str(exc).splitlines()[0]
         raise CheckpointError(f"{path}: holds objects other than tensors and plain data; refusing to unpickle "
-                              f"it ({str(exc).splitlines()[0]})") from None
+                              f"it ({reason})") from None
     except Exception as exc:  # torch.load's failures on damaged files are of many types (IndexError, KeyError, ...)
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: truncated or not a PyTorch {what} ({type(exc).__name__}: {first})") from None

@@ -466,7 +466,9 @@ class PostTrainLinearQuantizer:
         for prefix, module in self.model.named_modules():
             for producer, consumers in getattr(module, "output_consumers", {}).items():
                 name = f"{prefix}.{producer}" if prefix else producer
-                kinds = {type(getattr(module, c, None)) for c in consumers}
+                # a consumer may already be wrapped (after prepare_model): its kind is the module inside
+                kinds = {type(getattr(getattr(module, c, None), "wrapped_module", getattr(module, c, None)))
+                         for c in consumers}
                 if not kinds or not kinds <= set(_SATURATION):
                     continue
                 # Distiller's rule: all Tanh → Tanh's range; any Sigmoid among them → Sigmoid's (wider) one

@@ -46,6 +46,7 @@ import yaml
 from torch import nn
 
 from compress.distributed import all_gather_object, is_distributed
+from compress.errors import ArgumentError
 from compress.io.files import atomic_write
 
 __all__ = ["ActivationStatsCollector", "collect_activation_stats", "run_calibration", "save_stats", "load_stats",
@@ -57,6 +58,13 @@ Calibration = Union[Callable[[nn.Module], Any], Iterable[Any]]
 _REQUIRED = ("min", "max")
 _NUMERIC = ("min", "max", "avg_min", "avg_max", "mean", "std", "b")
 _CHANNEL_KEYS = ("min", "max", "mean", "std", "b")
+
+# a calibration iterable whose items do not fit the model's forward is most often Distiller's dummy_input passed
+# where compress expects calibration data (prepare_model's first argument)
+_CALL_FAILED = ("the model could not be called on calibration item {index} ({exc}); calibration is a callable "
+                "run(model) or an iterable of inputs (a tuple is unpacked into model(*item)); Distiller's "
+                "dummy_input goes to prepare_model(dummy_input=...), or use "
+                "compress.distiller.quantization.PostTrainLinearQuantizer")
 
 _COMPACT_EVERY = 512  # merge per-call partials this often, bounding memory over long calibrations
 
@@ -362,6 +370,10 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
             state across batches), or an iterable of inputs: a tuple/list is unpacked into ``model(*batch)``,
             a mapping into ``model(**batch)``, anything else is passed as ``model(batch)``.
 
+    Raises:
+        ArgumentError: (key ``calibration``) the model cannot be called on an item of an iterable (a
+            ``TypeError``, e.g. Distiller's ``dummy_input`` passed as calibration data).
+
     Example:
         >>> model = nn.Linear(2, 1).train()
         >>> seen = []
@@ -376,13 +388,16 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
             if callable(calibration):
                 calibration(model)
             else:
-                for batch in calibration:
-                    if isinstance(batch, (tuple, list)):
-                        model(*batch)
-                    elif isinstance(batch, Mapping):
-                        model(**batch)
-                    else:
-                        model(batch)
+                for index, batch in enumerate(calibration):
+                    try:
+                        if isinstance(batch, (tuple, list)):
+                            model(*batch)
+                        elif isinstance(batch, Mapping):
+                            model(**batch)
+                        else:
+                            model(batch)
+                    except TypeError as exc:
+                        raise ArgumentError("calibration", _CALL_FAILED.format(index=index, exc=exc)) from exc
     finally:
         model.train(was_training)
 

@@ -21,7 +21,7 @@ from compress.scheduling.policies.base import (
     PolicyLoss,
     ScheduledTrainingPolicy,
 )
-from compress.sparsity.masks import MaskStore
+from compress.sparsity.masks import MaskStore, ParameterMaskers
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ class CompressionScheduler:
     @property
     def optimizer(self) -> Optional[torch.optim.Optimizer]:
         return self.masks.optimizer
+
+    @property
+    def zeros_mask_dict(self) -> ParameterMaskers:
+        """Distiller's ``zeros_mask_dict``, read only: parameter name -> an object with ``.mask`` (0/1 in the
+        parameter's dtype, or ``None``). Masks are changed through :attr:`masks`."""
+        return ParameterMaskers(self.masks)
 
     def add_policy(self, policy: Union[ScheduledTrainingPolicy, Pruner], epochs: Optional[Sequence[int]] = None,
                    starting_epoch: Optional[int] = None, ending_epoch: Optional[int] = None,

@@ -3,9 +3,9 @@
 * :class:`ParameterIndex` (:mod:`.names`): canonical names, aliases (tied, re-parametrised, ``module.``) and
   patterns;
 * :class:`MaskStore` (:mod:`.masks`): the one place where masks are stored and applied to weights, gradients and
-  optimizer state.
+  optimizer state; :class:`ParameterMaskers` is its read-only view in the shape of Distiller's ``zeros_mask_dict``.
 """
-from compress.sparsity.masks import MaskStore
+from compress.sparsity.masks import MaskStore, ParameterMasker, ParameterMaskers
 from compress.sparsity.names import ParameterIndex
 
-__all__ = ["MaskStore", "ParameterIndex"]
+__all__ = ["MaskStore", "ParameterIndex", "ParameterMasker", "ParameterMaskers"]

@@ -18,7 +18,7 @@ so the dense weights keep learning and pruned weights can come back.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set
 
 import torch
 from torch import nn
@@ -299,3 +299,78 @@ class MaskStore:
                 raise CheckpointError(f"mask {key!r} has shape {shape}, parameter {name!r} has {tuple(param.shape)}")
             loaded[name] = mask.to(device=param.device) != 0
         return loaded
+
+
+class ParameterMasker:
+    """One parameter's entry of :class:`ParameterMaskers`: Distiller's ``ParameterMasker``, read only.
+
+    Attributes:
+        param_name: the parameter's canonical name.
+        mask_on_forward_only, use_double_copies: the store's modes for this parameter.
+    """
+
+    def __init__(self, store: MaskStore, name: str):
+        self._store = store
+        self.param_name = name
+
+    @property
+    def mask(self) -> Optional[torch.Tensor]:
+        """A copy of the keep-mask as 0/1 in the parameter's dtype (Distiller's form), or ``None`` if unmasked.
+
+        Writing to it changes nothing; masks are changed through :meth:`MaskStore.set_mask`.
+        """
+        keep = self._store.get(self.param_name)
+        return None if keep is None else keep.to(self._store.parameter(self.param_name).dtype)
+
+    @property
+    def mask_on_forward_only(self) -> bool:
+        return self.param_name in self._store.forward_only
+
+    @property
+    def use_double_copies(self) -> bool:
+        return self.param_name in self._store.double_copies
+
+    def __repr__(self) -> str:
+        return f"ParameterMasker({self.param_name!r}, masked={self.param_name in self._store})"
+
+
+class ParameterMaskers(Mapping):
+    """A read-only view of a :class:`MaskStore` in the shape of Distiller's ``zeros_mask_dict``.
+
+    Every parameter has an entry (``.mask`` is ``None`` until it is pruned), keyed by its canonical name;
+    aliases (a tied ``decoder.weight``, ``module.`` prefixes) are found too. Masks stay in the store: the view
+    copies a mask only when ``.mask`` is read.
+
+    Example:
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> store = MaskStore(layer)
+        >>> store.set_mask("weight", torch.tensor([[True, False], [True, True]]))
+        >>> view = ParameterMaskers(store)
+        >>> sorted(view), view["weight"].mask.tolist(), view["bias"].mask
+        (['bias', 'weight'], [[1.0, 0.0], [1.0, 1.0]], None)
+    """
+
+    def __init__(self, store: MaskStore):
+        self._store = store
+
+    def __getitem__(self, name: str) -> ParameterMasker:
+        try:
+            canonical = self._store.index.canonical(name)
+        except LookupError as exc:
+            raise KeyError(str(exc)) from None
+        return ParameterMasker(self._store, canonical)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store.index.params)
+
+    def __len__(self) -> int:
+        return len(self._store.index.params)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self._store.index.canonical(name)
+        except LookupError:
+            return False
+        return True
