@@ -58,6 +58,7 @@ from torch import nn
 
 from compress import options
 from compress.errors import ArgumentError
+from compress.modules.gates import GATE_NAMES
 from compress.modules.rnn import ModularGRU, ModularLSTM
 from compress.sparsity.names import ParameterIndex
 
@@ -281,7 +282,7 @@ def recurrent_layout(module: nn.Module, key: Any = "layers") -> RecurrentLayout:
     modular = isinstance(module, (ModularLSTM, ModularGRU))
     mode = "LSTM" if isinstance(module, (nn.LSTM, ModularLSTM)) else "GRU"
     dropout = module.dropout.p if modular else float(module.dropout)
-    return RecurrentLayout(mode, 4 if mode == "LSTM" else 3, module.input_size, module.hidden_size,
+    return RecurrentLayout(mode, len(GATE_NAMES[mode]), module.input_size, module.hidden_size,
                            module.num_layers, 2 if module.bidirectional else 1, bool(module.bias),
                            bool(module.batch_first), float(dropout), modular)
 

@@ -53,6 +53,8 @@ class AutomatedGradualPruner(Pruner):
         [25, 60, 73, 75, 75]
     """
 
+    gate_selectors = True
+
     def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, weights: WeightSpec,
                  ramp: str = "epoch", budget: str = "per_tensor"):
         super().__init__(name, weights)

@@ -37,6 +37,8 @@ class BaiduRNNPruner(Pruner):
         [0.1, 0.2, 0.5, 0.7]
     """
 
+    gate_selectors = True
+
     def __init__(self, name: str, q: float, ramp_epoch_offset: int, ramp_slope_mult: float, weights: WeightSpec):
         super().__init__(name, weights)
         self.q = options.number("q", q, minimum=0)

@@ -41,6 +41,8 @@ class SparsityLevelParameterPruner(Pruner):
         True
     """
 
+    gate_selectors = True
+
     def __init__(self, name: str, levels: Mapping[str, float]):
         super().__init__(name)
         self.levels = self.check_levels(levels)
@@ -59,7 +61,7 @@ class SparsityLevelParameterPruner(Pruner):
         return {k: options.fraction((key, k), v) for k, v in levels.items()}
 
     def bind(self, index: ParameterIndex) -> None:
-        self.targets = {n: s for n, s in resolve_targets(index, self.levels, "levels").items() if s > 0}
+        self.targets = {n: s for n, s in resolve_targets(index, self.levels, "levels", gates=True).items() if s > 0}
         self.weights = list(self.targets)
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:

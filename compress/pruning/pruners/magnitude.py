@@ -36,6 +36,8 @@ class MagnitudeParameterPruner(PerWeightPruner):
         ([[False, True, True, False]], 0.0)
     """
 
+    gate_selectors = True
+
     targets_key = "thresholds"
 
     def __init__(self, name: str, thresholds: Mapping[str, float]):
