@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -19,6 +19,20 @@ from compress.errors import ArgumentError, CompressError, key_path
 from compress.sparsity.names import ParameterIndex, split_gate_selector
 
 WeightSpec = Union[None, str, Sequence[str]]
+
+
+class Target(NamedTuple):
+    """What a pruner aims at for one weight at one training position, known before training (the schedule
+    preview, :mod:`compress.scheduling.preview`).
+
+    Attributes:
+        kind: ``"sparsity"`` (the fraction pruned) or ``"threshold"`` (weights with ``|w|`` at or below it are
+            pruned; the sparsity that gives depends on the weights).
+        value: the number.
+    """
+
+    kind: str
+    value: float
 
 
 def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights",
@@ -161,6 +175,11 @@ class Pruner(abc.ABC):
             step: the training position.
         """
 
+    def planned(self, weight: str, step: HookContext) -> Optional[Target]:
+        """What the pruner aims at for ``weight`` (a name in :attr:`weights`) at ``step``, if that is known without
+        the data; ``None`` (the default) when it depends on the weights or a metric."""
+        return None
+
     def state_dict(self) -> Dict[str, Any]:
         """State a resume needs (empty for pruners that are functions of the weights and the epoch)."""
         return {}
@@ -221,6 +240,11 @@ class FixedStructurePruner(Pruner):
             if mask.device != params[name].device:
                 self._masks[name] = mask.to(params[name].device)
         return {name: mask.clone() for name, mask in self._masks.items()}
+
+    def planned(self, weight: str, step: HookContext) -> Optional[Target]:
+        """The fixed structure's sparsity."""
+        mask = self._masks.get(weight)
+        return None if mask is None else Target("sparsity", 1.0 - float(mask.float().mean()))
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.pruning.base import Pruner, WeightSpec
+from compress.pruning.base import Pruner, Target, WeightSpec
 from compress.pruning.ramps import baidu_threshold
 from compress.registry import register_pruner
 
@@ -47,6 +47,9 @@ class BaiduRNNPruner(Pruner):
 
     def threshold(self, step: HookContext) -> float:
         return baidu_threshold(self.q, self.ramp_epoch_offset, self.ramp_slope_mult, step.epoch, step.timing)
+
+    def planned(self, weight: str, step: HookContext) -> Target:
+        return Target("threshold", self.threshold(step))
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         eps = self.threshold(step)
