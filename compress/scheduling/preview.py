@@ -253,13 +253,15 @@ def preview_table(plan: SchedulePreview, tablefmt: str = "simple") -> str:
     return "\n".join(lines)
 
 
-def plot_preview(plan: SchedulePreview, path: Union[str, os.PathLike], title: Optional[str] = None) -> str:
+def plot_preview(plan: SchedulePreview, path: Union[str, os.PathLike], title: Optional[str] = None,
+                 dpi: int = 100) -> str:
     """Draw the preview as curves: sparsity targets, thresholds and LR against epoch, and when each policy acts.
 
     Args:
         plan: the preview.
         path: the image file (PNG by its extension); written atomically.
         title: the figure's title (e.g. the schedule's file name).
+        dpi: resolution of a raster image.
 
     Returns:
         The path written.
@@ -291,8 +293,8 @@ def plot_preview(plan: SchedulePreview, path: Union[str, os.PathLike], title: Op
                     continue
                 row = plan.targets[(label, weights[0])]
                 values = [math.nan if t is None else (100 * t.value if panel == "sparsity" else t.value) for t in row]
-                shown = ", ".join(weights[:2]) + (f" +{len(weights) - 2}" if len(weights) > 2 else "")
-                ax.step(x, values + values[-1:], where="post", linewidth=2, label=f"{column}: {shown}")
+                shown = weights[0] if len(weights) == 1 else f"{len(weights)} tensors"
+                ax.step(x, values + values[-1:], where="post", linewidth=2, label=f"{column} ({shown})")
             ax.set_ylabel("sparsity (%)" if panel == "sparsity" else "threshold |w|")
             if panel == "sparsity":
                 ax.set_ylim(0, 100)
@@ -301,7 +303,7 @@ def plot_preview(plan: SchedulePreview, path: Union[str, os.PathLike], title: Op
                     ax.text(0.01, 0.95, f"data-dependent: {', '.join(dependent)}", transform=ax.transAxes,
                             va="top", fontsize="small", color="grey")
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize="small", loc="lower right")
+                ax.legend(fontsize="small", loc="upper left", framealpha=0.9)
         elif panel == "lr":
             for g in range(len(next(v for v in plan.lr if v is not None))):
                 values = [math.nan if v is None else v[g] for v in plan.lr]
@@ -324,5 +326,5 @@ def plot_preview(plan: SchedulePreview, path: Union[str, os.PathLike], title: Op
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lstrip(".") or "png"
     with atomic_write(path, "wb") as f:
-        fig.savefig(f, format=suffix)
+        fig.savefig(f, format=suffix, dpi=dpi)
     return path
