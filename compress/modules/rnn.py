@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from compress.modules.eltwise import EltwiseAdd, EltwiseMult, EltwiseSub
-from compress.modules.gates import GATE_NAMES
+from compress.sparsity.gates import GATE_NAMES
 
 __all__ = ["ModularLSTMCell", "ModularGRUCell", "ModularLSTM", "ModularGRU", "convert_to_modular",
            "convert_from_modular", "converted_module_names", "converted_module_types"]
@@ -60,7 +60,7 @@ class _ModularCell(nn.Module):
     torch_cell: type
     gates: int
     state_arity: int
-    #: the gates packed in the rows of these tensors, in row order (:mod:`compress.modules.gates`)
+    #: the gates packed in the rows of these tensors, in row order (:mod:`compress.sparsity.gates`)
     gated_parameters = ("fc_gate_x.weight", "fc_gate_x.bias", "fc_gate_h.weight", "fc_gate_h.bias")
 
     def forward(self, input: torch.Tensor, hx: Optional[Any] = None) -> Any:

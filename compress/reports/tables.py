@@ -354,7 +354,7 @@ def _is_row_list(source: Any) -> bool:
 
 def gate_sparsity_rows(model: nn.Module, row: SparsityRow) -> List[SparsityRow]:
     """One row per gate of a packed recurrent tensor (named like the selector, ``rnn.weight_hh_l0[gate=f]``);
-    empty when ``row``'s tensor is not gated (:mod:`compress.modules.gates`).
+    empty when ``row``'s tensor is not gated (:mod:`compress.sparsity.gates`).
 
     Example:
         >>> lstm = nn.LSTM(2, 1)

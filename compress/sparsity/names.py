@@ -14,7 +14,7 @@ A name or pattern that matches nothing raises :class:`LookupError` with the clos
 
 **Gate selectors.** Where a component accepts them (``resolve(..., gates=True)``: the magnitude pruners), a name
 or pattern may end in ``[gate=NAMES]`` to select the rows of some gates of a packed recurrent tensor
-(:mod:`compress.modules.gates`): ``rnn.weight_hh_l0[gate=f]``, ``rnn.weight_*_l0[gate=i,f]``. Gates are
+(:mod:`compress.sparsity.gates`): ``rnn.weight_hh_l0[gate=f]``, ``rnn.weight_*_l0[gate=i,f]``. Gates are
 ``i, f, g, o`` for an LSTM and ``r, z, n`` for a GRU. The selection's canonical key is the canonical tensor name
 with the gates in row order (``rnn.weight_hh_l0[gate=i,f]``); selecting every gate is the tensor itself. A gate
 selector on a tensor that is not gated, or a gate name the layer does not have, is a ``LookupError`` naming the
@@ -30,7 +30,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 
-from compress.modules.gates import GateLayout, gate_layouts
+from compress.sparsity.gates import GateLayout, gate_layouts
 
 _GLOB_CHARS = set("*?[")
 _GATE_SELECTOR = re.compile(r"^(?P<base>.+)\[gate=(?P<gates>[^\[\]]*)\]$")
@@ -42,7 +42,7 @@ class GateSelection(NamedTuple):
     Attributes:
         name: the canonical name of the tensor.
         gates: the selected gates, in row order.
-        layout: the tensor's :class:`~compress.modules.gates.GateLayout`.
+        layout: the tensor's :class:`~compress.sparsity.gates.GateLayout`.
     """
 
     name: str
@@ -89,10 +89,10 @@ class ParameterIndex:
 
     Args:
         model: any ``nn.Module``; nothing about its type is assumed (gated tensors are found as
-            :func:`~compress.modules.gates.gate_layouts` finds them).
+            :func:`~compress.sparsity.gates.gate_layouts` finds them).
 
     Attributes:
-        gates: canonical name → :class:`~compress.modules.gates.GateLayout` of every packed gated tensor.
+        gates: canonical name → :class:`~compress.sparsity.gates.GateLayout` of every packed gated tensor.
 
     Example:
         >>> index = ParameterIndex(nn.LSTM(2, 3))

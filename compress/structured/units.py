@@ -58,8 +58,8 @@ from torch import nn
 
 from compress import options
 from compress.errors import ArgumentError
-from compress.modules.gates import GATE_NAMES
 from compress.modules.rnn import ModularGRU, ModularLSTM
+from compress.sparsity.gates import GATE_NAMES
 from compress.sparsity.names import ParameterIndex
 
 __all__ = ["UnitPart", "UnitLayer", "RecurrentLayout", "unit_groups", "recurrent_layout", "layer_values", "ROLES",
