@@ -191,17 +191,19 @@ class ParameterIndex:
         return name if len(chosen) == len(layout.gates) else GateSelection(name, chosen, layout).key
 
     def selection(self, key: str) -> Optional[GateSelection]:
-        """The :class:`GateSelection` behind a selection key (as :meth:`resolve` returns), ``None`` for a
-        canonical tensor name.
+        """The :class:`GateSelection` behind a selection key (as :meth:`resolve` returns), ``None`` for any name
+        without a gate selector.
 
         Raises:
-            KeyError: ``key`` is neither a canonical name nor a valid selection key.
+            KeyError: ``key`` has a gate selector that does not fit its tensor.
         """
         if key in self.params:
             return None
         base, wanted = split_gate_selector(key)
+        if wanted is None:
+            return None
         layout = self.gates.get(base)
-        if wanted is None or layout is None or not wanted or any(g not in layout.gates for g in wanted):
+        if layout is None or not wanted or any(g not in layout.gates for g in wanted):
             raise KeyError(key)
         return GateSelection(base, tuple(g for g in layout.gates if g in wanted), layout)
 
