@@ -6,6 +6,7 @@ from loops import run_epochs
 
 import compress
 from compress.cli import main
+from compress.context import HookContext
 from compress.scheduling.preview import plot_preview, preview_schedule, preview_table
 from compress_models import RNNModel
 
@@ -146,3 +147,27 @@ def test_plot_writes_a_png(tmp_path):
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "agp" in preview_table(plan)
+
+
+def test_thresholds_are_previewed_where_known_and_data_dependent_targets_said_so():
+    schedule = {"pruners": {"baidu": {"class": "BaiduRNNPruner", "q": 0.2, "ramp_epoch_offset": 1,
+                                      "ramp_slope_mult": 2, "weights": ["rnn.weight_ih_l0"]},
+                            "splice": {"class": "SplicingPruner", "sensitivities": {"rnn.weight_hh_l0": 0.3},
+                                       "low_thresh_mult": 0.9, "hi_thresh_mult": 1.1}},
+                "policies": [{"pruner": {"instance_name": "baidu"}, "starting_epoch": 0, "ending_epoch": 3},
+                             {"pruner": {"instance_name": "splice"}, "starting_epoch": 1, "ending_epoch": 3}]}
+    model = tiny_model()
+    plan = preview_schedule(model, schedule)
+    scheduler = compress.dict_config(model, None, schedule)
+    pruner = scheduler.components["pruners"]["baidu"]
+    timing = scheduler.policies[0][2].timing
+    expected = [pruner.threshold(HookContext(epoch=e, timing=timing)) for e in range(3)]
+    assert [t.kind for t in plan.targets[("baidu", "rnn.weight_ih_l0")]] == ["threshold"] * 3
+    assert [t.value for t in plan.targets[("baidu", "rnn.weight_ih_l0")]] == expected
+    for epoch in range(3):  # what the pruner then does with it: nothing at or below the threshold survives
+        scheduler.on_epoch_begin(epoch)
+        kept = model.rnn.weight_ih_l0[scheduler.masks["rnn.weight_ih_l0"]]
+        assert (kept.abs() > expected[epoch]).all()
+    table = preview_table(plan)
+    assert f"|w|<={expected[2]:.4g}" in table and "data-dep." in table
+    assert plan.targets[("splice", "rnn.weight_hh_l0")][0] is None
