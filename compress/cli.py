@@ -205,9 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schedule", help="the YAML schedule")
     p.add_argument("--model", default=DEFAULT_PREVIEW_MODEL, metavar="MODULE:FUNCTION",
                    help="a function returning the model the schedule is for, called as FUNCTION(**options); "
-                        "weight names and shapes come from it, so give yours (default: the repository's word LM, "
-                        "compress_models:RNNModel as LSTM 2x200 over 10000 words, tied: the names the shipped "
-                        "schedules use; imported only when needed)")
+                        "weight names and shapes come from it, so give yours. Default: the repository's word LM, "
+                        "compress_models:RNNModel as LSTM 2x200 over 10000 words, tied, whose names the shipped "
+                        "schedules use; compress itself never depends on compress_models, so it is imported by "
+                        "name only here, with an error saying to give --model where it is not installed")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an argument of the model function (YAML value), e.g. nhid=650; repeat for more")
     p.add_argument("--epochs", type=int, help="epochs to preview (default: up to the schedule's last ending_epoch)")

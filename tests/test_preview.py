@@ -171,3 +171,12 @@ def test_thresholds_are_previewed_where_known_and_data_dependent_targets_said_so
     table = preview_table(plan)
     assert f"|w|<={expected[2]:.4g}" in table and "data-dep." in table
     assert plan.targets[("splice", "rnn.weight_hh_l0")][0] is None
+
+
+def test_cli_plot_writes_the_png_it_names(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot extra draws the preview")
+    lines = []
+    out = tmp_path / "preview.png"
+    assert main(["preview", write(tmp_path, SCHEDULE), "--model", "test_preview:tiny_model", "--plot", str(out)],
+                out=lines.append) == 0
+    assert lines[0].endswith(f"plot written to {out}") and out.read_bytes()[:4] == b"\x89PNG"
