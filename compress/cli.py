@@ -8,6 +8,8 @@ Commands:
                          search a compression recipe by Hyperpruning (needs compress[search])
     export CHECKPOINT --format {compress,onnx} --precision {fp32,fp16,int8} --out FILE [--task MODULE:FUNCTION]
                          a deployable file: compress's sparse format, or ONNX for ONNX Runtime
+    preview SCHEDULE.yaml [--model MODULE:FUNCTION] [--epochs N] [--minibatches M] [--plot OUT.png]
+                         per weight and epoch the sparsity each pruner targets, the policies active, the LR
 """
 from __future__ import annotations
 
@@ -61,12 +63,7 @@ def _hyperprune(args: argparse.Namespace) -> str:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         logging.getLogger("compress.search").setLevel(logging.INFO)
     space = SearchSpace.from_file(args.space)
-    options = {}
-    for item in args.task_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CompressError(f"--task-option expects KEY=VALUE, got {item!r}")
-        options[key] = yaml.safe_load(value)
+    options = _key_values(args.task_option, "--task-option")
     device = torch.device("cuda" if args.cuda else "cpu")
     task = load_task(args.task)(args.data, device, **options)
     stem = os.path.splitext(os.path.basename(args.space))[0]
@@ -110,6 +107,48 @@ def _export(args: argparse.Namespace) -> str:
 
     task = load_task(args.task)(args.data, torch.device("cpu"))
     return export_checkpoint(args.checkpoint, args.out, args.format, args.precision, task)
+
+
+#: the model ``preview`` builds when no --model is given: PyTorch's word LM, whose parameter names
+#: (encoder.weight, rnn.weight_hh_l0, ...) the shipped schedules use; imported only then, by name
+DEFAULT_PREVIEW_MODEL = "compress_models:RNNModel"
+DEFAULT_PREVIEW_OPTIONS = {"rnn_type": "LSTM", "ntoken": 10000, "ninp": 200, "nhid": 200, "nlayers": 2,
+                           "tie_weights": True}
+
+
+def _preview(args: argparse.Namespace) -> str:
+    import os
+
+    from compress.reports.inspection import load_task
+    from compress.scheduling.preview import plot_preview, preview_schedule, preview_table
+
+    model_options = dict(DEFAULT_PREVIEW_OPTIONS) if args.model == DEFAULT_PREVIEW_MODEL else {}
+    model_options.update(_key_values(args.model_option, "--model-option"))
+    factory = load_task(args.model, "--model", DEFAULT_PREVIEW_MODEL)
+    try:
+        model = factory(**model_options)
+    except (TypeError, ValueError) as exc:
+        raise CompressError(f"--model {args.model} with options {model_options}: {exc}") from None
+    optimizer = load_task(args.optimizer, "--optimizer")
+    plan = preview_schedule(model, args.schedule, epochs=args.epochs, minibatches=args.minibatches, lr=args.lr,
+                            optimizer=optimizer)
+    lines = [f"{args.schedule} on {type(model).__name__} ({args.model}), epochs 0..{len(plan.epochs) - 1}",
+             preview_table(plan)]
+    if args.plot:
+        lines.append(f"plot written to {plot_preview(plan, args.plot, title=os.path.basename(args.schedule))}")
+    return "\n".join(lines)
+
+
+def _key_values(items: List[str], option: str) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CompressError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=DEFAULT_TASK, help="MODULE:FUNCTION making the task that rebuilds the model")
     p.add_argument("--data", help="corpus folder for the task (word LM default: the one the checkpoint was trained on)")
     p.set_defaults(run=_export)
+    p = sub.add_parser("preview", help="what a schedule will do, epoch by epoch, before training",
+                       description="Load a schedule onto a copy of the model, train nothing, and print per weight "
+                                   "and epoch the sparsity each pruner targets, the policies active and the LR.")
+    p.add_argument("schedule", help="the YAML schedule")
+    p.add_argument("--model", default=DEFAULT_PREVIEW_MODEL, metavar="MODULE:FUNCTION",
+                   help="a function returning the model the schedule is for, called as FUNCTION(**options); "
+                        "weight names and shapes come from it, so give yours. Default: the repository's word LM, "
+                        "compress_models:RNNModel as LSTM 2x200 over 10000 words, tied, whose names the shipped "
+                        "schedules use; compress itself never depends on compress_models, so it is imported by "
+                        "name only here, with an error saying to give --model where it is not installed")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the model function (YAML value), e.g. nhid=650; repeat for more")
+    p.add_argument("--epochs", type=int, help="epochs to preview (default: up to the schedule's last ending_epoch)")
+    p.add_argument("--minibatches", type=int,
+                   help="minibatches per epoch, for per-minibatch AGP ramps (targets at each epoch's last)")
+    p.add_argument("--lr", type=float, default=1.0, help="the base LR the LR column starts from (1: a factor)")
+    p.add_argument("--optimizer", default="torch.optim:SGD", metavar="MODULE:CLASS",
+                   help="the optimizer class the schedule is for, where it needs one (e.g. "
+                        "compress.optim:SparseNTASGD for NTASGDSwitch)")
+    p.add_argument("--plot", metavar="OUT.png", help="also draw the preview as curves (needs compress[plot])")
+    p.set_defaults(run=_preview)
     return parser
 
 

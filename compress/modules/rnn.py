@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from compress.modules.eltwise import EltwiseAdd, EltwiseMult, EltwiseSub
+from compress.sparsity.gates import GATE_NAMES
 
 __all__ = ["ModularLSTMCell", "ModularGRUCell", "ModularLSTM", "ModularGRU", "convert_to_modular",
            "convert_from_modular", "converted_module_names", "converted_module_types"]
@@ -59,6 +60,8 @@ class _ModularCell(nn.Module):
     torch_cell: type
     gates: int
     state_arity: int
+    #: the gates packed in the rows of these tensors, in row order (:mod:`compress.sparsity.gates`)
+    gated_parameters = ("fc_gate_x.weight", "fc_gate_x.bias", "fc_gate_h.weight", "fc_gate_h.bias")
 
     def forward(self, input: torch.Tensor, hx: Optional[Any] = None) -> Any:
         """The PyTorch cell's ``forward``: ``input`` ``(B, I)`` or ``(I,)``; returns the next state."""
@@ -105,7 +108,8 @@ class ModularLSTMCell(_ModularCell):
     """
 
     torch_cell = nn.LSTMCell
-    gates = 4
+    gate_names = GATE_NAMES["LSTM"]
+    gates = len(gate_names)
     state_arity = 2
     #: producer → the submodules that alone consume its output (used by net-aware quantization)
     output_consumers: Dict[str, Tuple[str, ...]] = {"eltwiseadd_gate": ("act_i", "act_f", "act_g", "act_o")}
@@ -170,7 +174,8 @@ class ModularGRUCell(_ModularCell):
     """
 
     torch_cell = nn.GRUCell
-    gates = 3
+    gate_names = GATE_NAMES["GRU"]
+    gates = len(gate_names)
     state_arity = 1
     output_consumers: Dict[str, Tuple[str, ...]] = {"eltwiseadd_gate": ("act_r", "act_z"),
                                                     "eltwiseadd_new_gate": ("act_n",)}

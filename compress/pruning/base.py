@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -16,45 +16,101 @@ from torch import nn
 from compress import options
 from compress.context import HookContext, Timing
 from compress.errors import ArgumentError, CompressError, key_path
-from compress.sparsity.names import ParameterIndex
+from compress.sparsity.names import ParameterIndex, split_gate_selector
 
 WeightSpec = Union[None, str, Sequence[str]]
 
 
-def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights") -> List[str]:
-    """Canonical names for ``patterns``; ``ArgumentError`` naming the failing entry (``weights[1]``)."""
+class Target(NamedTuple):
+    """What a pruner aims at for one weight at one training position, known before training (the schedule
+    preview, :mod:`compress.scheduling.preview`).
+
+    Attributes:
+        kind: ``"sparsity"`` (the fraction pruned) or ``"threshold"`` (weights with ``|w|`` at or below it are
+            pruned; the sparsity that gives depends on the weights).
+        value: the number.
+    """
+
+    kind: str
+    value: float
+
+
+def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights",
+                    gates: bool = False) -> List[str]:
+    """Canonical names for ``patterns``; ``ArgumentError`` naming the failing entry (``weights[1]``).
+
+    With ``gates``, an entry may carry a gate selector (``rnn.weight_hh_l0[gate=f]``) and resolves to a selection
+    key (:meth:`~compress.sparsity.ParameterIndex.resolve`); a tensor listed whole covers its selections, and two
+    entries selecting the same gate of one tensor are an error.
+    """
     names: List[str] = []
     for i, pattern in enumerate(patterns):
         try:
-            found = index.resolve(pattern)
+            found = index.resolve(pattern, gates=gates)
         except LookupError as exc:
             raise ArgumentError(key_path(key, i), str(exc)) from None
         names.extend(n for n in found if n not in names)
-    return [n for n in index.params if n in names]
+    whole = {n for n in names if n in index.params}
+    names = [n for n in names if n in whole or index.tensor_name(n) not in whole]
+    _check_disjoint(index, names, key)
+    return index.order(names)
 
 
-def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str) -> Dict[str, Any]:
+def _check_disjoint(index: ParameterIndex, keys: Sequence[str], key: Any) -> None:
+    taken: Dict[Tuple[str, str], str] = {}
+    for k in keys:
+        selection = index.selection(k)
+        if selection is None:
+            continue
+        for gate in selection.gates:
+            other = taken.setdefault((selection.name, gate), k)
+            if other != k:
+                raise ArgumentError(key, f"{other!r} and {k!r} both select gate {gate!r} of {selection.name}; "
+                                         f"each gate of a tensor may be listed once")
+
+
+def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str,
+                    gates: bool = False) -> Dict[str, Any]:
     """Per-parameter values from a Distiller-style dict ``{name or pattern: value, '*': default}``.
 
     Exact names win over patterns, patterns over ``'*'``; ``'*'`` covers every parameter (biases too, as in
-    Distiller).
+    Distiller). With ``gates``, keys may carry gate selectors (``rnn.weight_hh_l0[gate=f]``, see
+    :meth:`~compress.sparsity.ParameterIndex.resolve`): a tensor given whole *and* by gate gets the whole
+    value on its remaining gates (one selection of them), so ``{'*': 0.5, 'rnn.weight_hh_l0[gate=f]': 0.9}``
+    prunes the forget gate to 0.9 and the rest of that tensor, together, to 0.5.
+
+    Example:
+        >>> from torch import nn
+        >>> targets = resolve_targets(ParameterIndex(nn.GRU(2, 2)), {"weight_*": 0.5, "weight_hh_l0[gate=z]": 0.9},
+        ...                           "levels", gates=True)
+        >>> targets
+        {'weight_ih_l0': 0.5, 'weight_hh_l0[gate=r,n]': 0.5, 'weight_hh_l0[gate=z]': 0.9}
     """
     options.mapping(key, targets)
     out: Dict[str, Any] = {}
-    exact = [k for k in targets if k != "*" and not (k.startswith("re:") or set("*?[") & set(k))]
+    bases = {k: split_gate_selector(k)[0] for k in targets}
+    exact = [k for k in targets if k != "*" and not (k.startswith("re:") or set("*?[") & set(bases[k]))]
     patterns = [k for k in targets if k != "*" and k not in exact]
     for k in patterns[::-1] + exact:  # later assignments win: exact names last; first pattern beats later ones
         try:
-            for name in index.resolve(k):
+            for name in index.resolve(k, gates=gates):
                 out[name] = targets[k]
         except LookupError as exc:
             raise ArgumentError(key_path(key, k), str(exc)) from None
     if "*" in targets:
         for name in index.params:
             out.setdefault(name, targets["*"])
-    return {n: out[n] for n in index.params if n in out}
-
-
+    selected = [k for k in out if k not in index.params]
+    _check_disjoint(index, selected, key)
+    for name in dict.fromkeys(index.tensor_name(k) for k in selected):
+        if name in out:  # given whole too: the whole value goes to the gates no selection names
+            value = out.pop(name)
+            layout = index.gates[name]
+            used = {g for k in selected if index.tensor_name(k) == name for g in index.selection(k).gates}
+            rest = [g for g in layout.gates if g not in used]
+            if rest:
+                out[index.resolve(f"{name}[gate={','.join(rest)}]", gates=True)[0]] = value
+    return {n: out[n] for n in index.order(out)}
 def as_list(weights: WeightSpec) -> List[str]:
     """The weight names or patterns of a ``weights`` argument, as a list (``None``: none given)."""
     return [] if weights is None else options.names("weights", weights)
@@ -93,6 +149,9 @@ class Pruner(abc.ABC):
 
     #: True when the pruner wants to be asked at every minibatch of its active epochs.
     prunes_every_minibatch: bool = False
+    #: True when its weights may carry gate selectors (``rnn.weight_hh_l0[gate=f]``): the pruner then gets the
+    #: selected rows as one tensor in ``params``/``current`` and returns their mask (the mask store merges it)
+    gate_selectors: bool = False
 
     def __init__(self, name: str, weights: WeightSpec = None):
         self.name = name
@@ -103,7 +162,7 @@ class Pruner(abc.ABC):
         """Resolve weight names against a model; raises ``ArgumentError`` naming what did not match."""
         if not self.weight_patterns:
             raise ArgumentError("weights", "lists no weights")
-        self.weights = resolve_weights(index, self.weight_patterns)
+        self.weights = resolve_weights(index, self.weight_patterns, gates=self.gate_selectors)
 
     @abc.abstractmethod
     def compute_masks(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
@@ -115,6 +174,11 @@ class Pruner(abc.ABC):
             current: canonical name → the mask in force now (``None`` if unmasked).
             step: the training position.
         """
+
+    def planned(self, weight: str, step: HookContext) -> Optional[Target]:
+        """What the pruner aims at for ``weight`` (a name in :attr:`weights`) at ``step``, if that is known without
+        the data; ``None`` (the default) when it depends on the weights or a metric."""
+        return None
 
     def state_dict(self) -> Dict[str, Any]:
         """State a resume needs (empty for pruners that are functions of the weights and the epoch)."""
@@ -139,7 +203,8 @@ class PerWeightPruner(Pruner):
 
     def bind(self, index: ParameterIndex) -> None:
         """Resolve the per-weight map against the model; ``ArgumentError`` names the entry that matches nothing."""
-        self.targets = resolve_targets(index, getattr(self, self.targets_key), self.targets_key)
+        self.targets = resolve_targets(index, getattr(self, self.targets_key), self.targets_key,
+                                       gates=self.gate_selectors)
         self.weights = list(self.targets)
 
 
@@ -175,6 +240,11 @@ class FixedStructurePruner(Pruner):
             if mask.device != params[name].device:
                 self._masks[name] = mask.to(params[name].device)
         return {name: mask.clone() for name, mask in self._masks.items()}
+
+    def planned(self, weight: str, step: HookContext) -> Optional[Target]:
+        """The fixed structure's sparsity."""
+        mask = self._masks.get(weight)
+        return None if mask is None else Target("sparsity", 1.0 - float(mask.float().mean()))
 
 
 @dataclass

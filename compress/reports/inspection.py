@@ -113,24 +113,25 @@ def inspection_table(reports: Sequence[ModelReport], tablefmt: str = "psql", dig
                     colalign=("left",) + ("right",) * len(reports))
 
 
-def load_task(spec: str) -> Callable[..., Any]:
-    """Import the task factory named ``module:function``.
+def load_task(spec: str, option: str = "--task", default: str = DEFAULT_TASK) -> Callable[..., Any]:
+    """Import the task factory named ``module:function`` (given as command-line ``option``, ``default`` if not).
 
     Raises:
         CompressError: the spec is malformed, or the module or function cannot be found.
     """
+    what = option.lstrip("-")
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise CompressError(f"--task must look like module:function, got {spec!r}")
+        raise CompressError(f"{option} must look like module:function, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = (" (it is installed with the repository's reference models, pip install .; or name your own "
-                "task with --task)") if spec == DEFAULT_TASK else ""
-        raise CompressError(f"cannot import task module {module_name!r}: {exc}{hint}") from None
+        hint = (f" (it is installed with the repository's reference models, pip install .; or name your own "
+                f"with {option})") if spec == default else ""
+        raise CompressError(f"cannot import {what} module {module_name!r}: {exc}{hint}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise CompressError(f"task module {module_name!r} has no callable {attr!r}")
+        raise CompressError(f"{what} module {module_name!r} has no callable {attr!r}")
     return factory
 
 

@@ -35,6 +35,8 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
+from compress.sparsity.names import ParameterIndex
+
 __all__ = [
     "SparsityRow",
     "SparsityTotal",
@@ -354,10 +356,36 @@ def _is_row_list(source: Any) -> bool:
     return isinstance(source, (list, tuple)) and all(isinstance(r, SparsityRow) for r in source)
 
 
+def gate_sparsity_rows(model: nn.Module, row: SparsityRow) -> List[SparsityRow]:
+    """One row per gate of a packed recurrent tensor (named like the selector, ``rnn.weight_hh_l0[gate=f]``);
+    empty when ``row``'s tensor is not gated (:mod:`compress.sparsity.gates`).
+
+    Example:
+        >>> lstm = nn.LSTM(2, 1)
+        >>> with torch.no_grad():
+        ...     _ = lstm.weight_ih_l0[1].zero_()        # the forget gate's row
+        >>> [(r.name, r.fine) for r in gate_sparsity_rows(lstm, sparsity_summary(lstm)[0])]
+        [('weight_ih_l0[gate=i]', 0.0), ('weight_ih_l0[gate=f]', 100.0), ('weight_ih_l0[gate=g]', 0.0), \
+('weight_ih_l0[gate=o]', 0.0)]
+    """
+    index = ParameterIndex(model)
+    try:
+        name = index.canonical(row.name)
+    except LookupError:
+        return []
+    layout = index.gates.get(name)
+    if layout is None:
+        return []
+    tensor = index.params[name].detach()
+    return [_row_for(f"{row.name}[gate={g}]", tensor[k * layout.hidden_size:(k + 1) * layout.hidden_size], ())
+            for k, g in enumerate(layout.gates)]
+
+
 def sparsity_table(
     source: Union[SparsitySource, Sequence[SparsityRow]],
     param_dims: Iterable[int] = (2, 4),
     tablefmt: str = "psql",
+    by_gate: bool = False,
 ) -> str:
     """Render the sparsity summary as a text table with a final ``Total`` row.
 
@@ -373,9 +401,14 @@ def sparsity_table(
             :func:`sparsity_summary` (then ``param_dims`` is not used).
         param_dims: tensor ranks to include, as in :func:`sparsity_summary`.
         tablefmt: any ``tabulate`` table format (``"psql"``, ``"github"``, ``"plain"``, ...).
+        by_gate: after each packed LSTM/GRU tensor, one row per gate (``rnn.weight_hh_l0[gate=f]``,
+            :func:`gate_sparsity_rows`); the total counts each tensor once. ``source`` must be a module.
 
     Returns:
         The table as a string (no trailing newline).
+
+    Raises:
+        TypeError: ``by_gate`` with a source that is not an ``nn.Module`` (a ``state_dict`` has no gate layout).
 
     Example:
         >>> layer = nn.Linear(4, 2, bias=False)
@@ -387,8 +420,12 @@ def sparsity_table(
         Total   -                    8               3       62.50           -           -        -        -           -
     """
     rows = list(source) if _is_row_list(source) else sparsity_summary(source, param_dims)  # type: ignore[arg-type]
+    if by_gate and not isinstance(source, nn.Module):
+        raise TypeError("sparsity_table(by_gate=True) needs the model (an nn.Module): a state_dict or rows do not "
+                        "say which tensors are packed LSTM/GRU gates")
+    shown = [g for r in rows for g in [r] + (gate_sparsity_rows(source, r) if by_gate else [])]
     body: List[List[str]] = []
-    for r in rows:
+    for r in shown:
         body.append(
             [
                 _display_name(r),

@@ -2,6 +2,7 @@
 
 * :class:`ParameterIndex` (:mod:`.names`): canonical names, aliases (tied, re-parametrised, ``module.``) and
   patterns;
+* :mod:`.gates`: which rows of a packed LSTM/GRU tensor belong to which gate (``rnn.weight_hh_l0[gate=f]``);
 * :class:`MaskStore` (:mod:`.masks`): the one place where masks are stored and applied to weights, gradients and
   optimizer state; :class:`ParameterMaskers` is its read-only view in the shape of Distiller's ``zeros_mask_dict``.
 """

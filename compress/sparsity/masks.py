@@ -14,6 +14,11 @@ gradients or optimizer state itself. The store
 Weights whose masks are *forward-only* (Distiller's ``mask_on_forward_only``, used by splicing) are masked for
 the forward pass only; with ``use_double_copies`` their unmasked values are restored before the optimizer step,
 so the dense weights keep learning and pruned weights can come back.
+
+A pruner may work on the rows of some gates of a tensor only (a selection key such as
+``rnn.weight_hh_l0[gate=f]``, see :class:`~compress.sparsity.names.ParameterIndex`): :meth:`MaskStore.get`,
+:meth:`MaskStore.parameter` and :meth:`MaskStore.set_mask` then read and write those rows, and the tensor keeps
+one mask whose other rows stay as they are, so pruners on different gates of one tensor combine.
 """
 from __future__ import annotations
 
@@ -102,14 +107,24 @@ class MaskStore:
         return self._masks[name]
 
     def get(self, name: str) -> Optional[torch.Tensor]:
-        """The keep-mask of ``name`` (canonical), or ``None`` if it has none."""
-        return self._masks.get(name)
+        """The keep-mask of ``name`` (canonical), or ``None`` if it has none; for a selection key, the mask's
+        selected rows (``None`` if the tensor has no mask)."""
+        selection = self.index.selection(name)
+        if selection is None:
+            return self._masks.get(name)
+        mask = self._masks.get(selection.name)
+        return None if mask is None else mask.index_select(0, selection.rows(mask.device))
 
     def items(self):
         return self._masks.items()
 
-    def parameter(self, name: str) -> nn.Parameter:
-        return self.index.params[name]
+    def parameter(self, name: str) -> torch.Tensor:
+        """The parameter ``name``; for a selection key, a detached copy of its selected rows."""
+        selection = self.index.selection(name)
+        if selection is None:
+            return self.index.params[name]
+        param = self.index.params[selection.name]
+        return param.detach().index_select(0, selection.rows(param.device))
 
     # -- changing masks -----------------------------------------------------------------------------------
     def set_mask(self, name: str, mask: torch.Tensor, optimizer: Optional[torch.optim.Optimizer] = None,
@@ -118,7 +133,22 @@ class MaskStore:
 
         The weight is masked at once (unless its mask is forward-only). With ``reset_state`` the optimizer
         state is zeroed at every position that is pruned now or that was pruned before and grows back.
+
+        For a selection key, ``mask`` covers the selected rows only: they are replaced in the tensor's mask
+        (all kept where it had none) and the other rows are left as they are.
         """
+        selection = self.index.selection(name)
+        if selection is not None:
+            name = selection.name
+            param = self.index.params[name]
+            rows = selection.rows(param.device)
+            if tuple(mask.shape) != (len(rows),) + tuple(param.shape[1:]):
+                raise ValueError(f"mask for {selection.key!r} has shape {tuple(mask.shape)}, its rows have "
+                                 f"{(len(rows),) + tuple(param.shape[1:])}")
+            full = self._masks.get(name)
+            full = torch.ones_like(param, dtype=torch.bool) if full is None else full.clone()
+            full[rows] = mask.to(device=param.device, dtype=torch.bool)
+            mask = full
         param = self.index.params[name]
         if mask.shape != param.shape:
             raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, parameter has {tuple(param.shape)}")
@@ -134,7 +164,17 @@ class MaskStore:
                 self._reset_optimizer_state(name, mask, previous, optimizer)
 
     def remove_mask(self, name: str) -> None:
-        """Forget the mask of ``name``: the weight is dense again from the next step on."""
+        """Forget the mask of ``name``: the weight is dense again from the next step on (for a selection key:
+        its rows are kept again, the other rows' mask stays)."""
+        selection = self.index.selection(name)
+        if selection is not None:
+            mask = self._masks.get(selection.name)
+            if mask is not None:
+                mask = mask.clone()
+                mask[selection.rows(mask.device)] = True
+                self.changes += 1
+                self._masks[selection.name] = mask
+            return
         self.changes += name in self._masks
         self._masks.pop(name, None)
         self._versions.pop(name, None)
@@ -147,7 +187,9 @@ class MaskStore:
 
     def configure(self, name: str, *, forward_only: bool = False, double_copies: bool = False,
                   mask_gradients: bool = False) -> None:
-        """Per-parameter masking mode (Distiller's policy args, here scoped to one pruner's weights)."""
+        """Per-parameter masking mode (Distiller's policy args, here scoped to one pruner's weights; a selection
+        key sets its tensor's mode)."""
+        name = self.index.tensor_name(name)
         (self.forward_only.add if forward_only else self.forward_only.discard)(name)
         (self.double_copies.add if double_copies else self.double_copies.discard)(name)
         has_hook = name in self._grad_hooks
@@ -165,6 +207,8 @@ class MaskStore:
         A weight whose version counter has not moved since it was last masked is skipped: it is still masked.
         """
         todo_p, todo_m = [], []
+        if names is not None:
+            names = list(dict.fromkeys(self.index.tensor_name(n) for n in names))
         for name in (self._masks if names is None else names):
             mask = self._masks.get(name)
             if mask is None:

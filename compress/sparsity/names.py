@@ -11,17 +11,64 @@ against the whole name. Each name is resolved to the *canonical* name of the ten
 * a model wrapped in ``DataParallel``/``DistributedDataParallel`` answers with or without ``module.``.
 
 A name or pattern that matches nothing raises :class:`LookupError` with the closest real names.
+
+**Gate selectors.** Where a component accepts them (``resolve(..., gates=True)``: the magnitude pruners), a name
+or pattern may end in ``[gate=NAMES]`` to select the rows of some gates of a packed recurrent tensor
+(:mod:`compress.sparsity.gates`): ``rnn.weight_hh_l0[gate=f]``, ``rnn.weight_*_l0[gate=i,f]``. Gates are
+``i, f, g, o`` for an LSTM and ``r, z, n`` for a GRU. The selection's canonical key is the canonical tensor name
+with the gates in row order (``rnn.weight_hh_l0[gate=i,f]``); selecting every gate is the tensor itself. A gate
+selector on a tensor that is not gated, or a gate name the layer does not have, is a ``LookupError`` naming the
+valid gates.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
 import re
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
+import torch
 from torch import nn
 
+from compress.sparsity.gates import GateLayout, gate_layouts
+
 _GLOB_CHARS = set("*?[")
+_GATE_SELECTOR = re.compile(r"^(?P<base>.+)\[gate=(?P<gates>[^\[\]]*)\]$")
+
+
+class GateSelection(NamedTuple):
+    """The rows of some gates of one tensor: what a key like ``rnn.weight_hh_l0[gate=f]`` stands for.
+
+    Attributes:
+        name: the canonical name of the tensor.
+        gates: the selected gates, in row order.
+        layout: the tensor's :class:`~compress.sparsity.gates.GateLayout`.
+    """
+
+    name: str
+    gates: Tuple[str, ...]
+    layout: GateLayout
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}[gate={','.join(self.gates)}]"
+
+    def rows(self, device: Optional[torch.device] = None) -> torch.Tensor:
+        """The selected rows (dim 0) of the tensor, ascending, as a ``LongTensor``."""
+        return self.layout.row_index(self.gates, device)
+
+
+def split_gate_selector(pattern: str) -> Tuple[str, Optional[List[str]]]:
+    """``'rnn.weight_hh_l0[gate=i,f]'`` → ``('rnn.weight_hh_l0', ['i', 'f'])``; no selector: ``(pattern, None)``.
+
+    Example:
+        >>> split_gate_selector("rnn.weight_*[gate= f , o]"), split_gate_selector("rnn.weight_hh_l[01]")
+        (('rnn.weight_*', ['f', 'o']), ('rnn.weight_hh_l[01]', None))
+    """
+    m = _GATE_SELECTOR.match(pattern) if isinstance(pattern, str) else None
+    if m is None:
+        return pattern, None
+    return m.group("base"), [g.strip() for g in m.group("gates").split(",") if g.strip()]
 
 
 def _alias_names(name: str) -> List[str]:
@@ -41,7 +88,22 @@ class ParameterIndex:
     """Canonical names of a model's parameters and every alias that refers to them.
 
     Args:
-        model: any ``nn.Module``; nothing about its type is assumed.
+        model: any ``nn.Module``; nothing about its type is assumed (gated tensors are found as
+            :func:`~compress.sparsity.gates.gate_layouts` finds them).
+
+    Attributes:
+        gates: canonical name → :class:`~compress.sparsity.gates.GateLayout` of every packed gated tensor.
+
+    Example:
+        >>> index = ParameterIndex(nn.LSTM(2, 3))
+        >>> index.resolve("weight_hh_l0[gate=o,f]", gates=True)
+        ['weight_hh_l0[gate=f,o]']
+        >>> index.selection("weight_hh_l0[gate=f,o]").rows().tolist()
+        [3, 4, 5, 9, 10, 11]
+        >>> index.resolve("weight_hh_l0[gate=x]", gates=True)
+        Traceback (most recent call last):
+            ...
+        LookupError: 'weight_hh_l0[gate=x]': weight_hh_l0 has no gate 'x'; its gates are i, f, g, o
     """
 
     def __init__(self, model: nn.Module):
@@ -59,6 +121,12 @@ class ParameterIndex:
         for name in list(self.params) + list(self.aliases):
             if name.startswith("module."):
                 self.aliases.setdefault(name[len("module."):], self.aliases.get(name, name))
+        self.gates: Dict[str, GateLayout] = {}
+        for name, layout in gate_layouts(model).items():
+            try:
+                self.gates.setdefault(self.canonical(name), layout)
+            except LookupError:  # a gated module's tensor that is not a parameter of the model
+                continue
 
     def names(self) -> List[str]:
         """Every name that resolves: canonical names first, then aliases."""
@@ -73,14 +141,25 @@ class ParameterIndex:
                 return self.aliases[candidate]
         raise LookupError(self.no_match_message(name))
 
-    def resolve(self, pattern: str) -> List[str]:
+    def resolve(self, pattern: str, gates: bool = False) -> List[str]:
         """Canonical names matched by an exact name, a glob or an ``re:`` pattern, in model order.
 
+        Args:
+            pattern: the name or pattern; with ``gates``, optionally ending in a gate selector ``[gate=...]``.
+            gates: accept gate selectors; they resolve to selection keys (see :meth:`selection`).
+
         Raises:
-            LookupError: nothing matched; the message suggests the closest real names.
+            LookupError: nothing matched (the message suggests the closest real names), or a gate selector that
+                is not accepted here, names an unknown gate or selects from a tensor that is not gated.
         """
         if not isinstance(pattern, str) or not pattern:
             raise LookupError(f"a weight name must be a non-empty string, got {pattern!r}")
+        base, wanted = split_gate_selector(pattern)
+        if wanted is not None:
+            if not gates:
+                raise LookupError(f"{pattern!r}: gate selectors ([gate=...]) are not accepted here, only whole "
+                                  f"tensors (they are in the weights and levels/thresholds of the magnitude pruners)")
+            return [self._select(name, wanted, pattern) for name in self.resolve(base)]
         if pattern.startswith("re:"):
             try:
                 regex = re.compile(pattern[3:])
@@ -95,6 +174,53 @@ class ParameterIndex:
             raise LookupError(self.no_match_message(pattern))
         found = {n if n in self.params else self.aliases[n] for n in hits}
         return [n for n in self.params if n in found]
+
+    def _select(self, name: str, wanted: List[str], pattern: str) -> str:
+        layout = self.gates.get(name)
+        if layout is None:
+            gated = ", ".join(list(self.gates)[:3])
+            hint = f" (the gated tensors of this model are {gated}{', ...' if len(self.gates) > 3 else ''})" \
+                if gated else " (this model has none)"
+            raise LookupError(f"{pattern!r}: {name} is not a gated tensor; gate selectors apply to the packed "
+                              f"weights and biases of LSTM (gates i, f, g, o) and GRU (r, z, n) layers{hint}")
+        bad = [g for g in wanted if g not in layout.gates]
+        if bad or not wanted:
+            what = f"has no gate {bad[0]!r}" if bad else "needs at least one gate"
+            raise LookupError(f"{pattern!r}: {name} {what}; its gates are {', '.join(layout.gates)}")
+        chosen = tuple(g for g in layout.gates if g in wanted)
+        return name if len(chosen) == len(layout.gates) else GateSelection(name, chosen, layout).key
+
+    def selection(self, key: str) -> Optional[GateSelection]:
+        """The :class:`GateSelection` behind a selection key (as :meth:`resolve` returns), ``None`` for any name
+        without a gate selector.
+
+        Raises:
+            KeyError: ``key`` has a gate selector that does not fit its tensor.
+        """
+        if key in self.params:
+            return None
+        base, wanted = split_gate_selector(key)
+        if wanted is None:
+            return None
+        layout = self.gates.get(base)
+        if layout is None or not wanted or any(g not in layout.gates for g in wanted):
+            raise KeyError(key)
+        return GateSelection(base, tuple(g for g in layout.gates if g in wanted), layout)
+
+    def tensor_name(self, key: str) -> str:
+        """The canonical tensor name of a canonical name or selection key."""
+        found = self.selection(key)
+        return key if found is None else found.name
+
+    def order(self, keys: Iterable[str]) -> List[str]:
+        """Canonical names and selection keys in model order (a tensor's selections by their first row)."""
+        position = {n: i for i, n in enumerate(self.params)}
+
+        def rank(key):
+            found = self.selection(key)
+            return (position[key], -1) if found is None else (position[found.name], found.layout.rows(found.gates)[0])
+
+        return sorted(dict.fromkeys(keys), key=rank)
 
     def resolve_all(self, patterns: Iterable[str]) -> List[str]:
         """Union of :meth:`resolve` over ``patterns``, each tensor once, in model order."""

@@ -59,6 +59,7 @@ from torch import nn
 from compress import options
 from compress.errors import ArgumentError
 from compress.modules.rnn import ModularGRU, ModularLSTM
+from compress.sparsity.gates import GATE_NAMES
 from compress.sparsity.names import ParameterIndex
 
 __all__ = ["UnitPart", "UnitLayer", "RecurrentLayout", "unit_groups", "recurrent_layout", "layer_values", "ROLES",
@@ -281,7 +282,7 @@ def recurrent_layout(module: nn.Module, key: Any = "layers") -> RecurrentLayout:
     modular = isinstance(module, (ModularLSTM, ModularGRU))
     mode = "LSTM" if isinstance(module, (nn.LSTM, ModularLSTM)) else "GRU"
     dropout = module.dropout.p if modular else float(module.dropout)
-    return RecurrentLayout(mode, 4 if mode == "LSTM" else 3, module.input_size, module.hidden_size,
+    return RecurrentLayout(mode, len(GATE_NAMES[mode]), module.input_size, module.hidden_size,
                            module.num_layers, 2 if module.bidirectional else 1, bool(module.bias),
                            bool(module.batch_first), float(dropout), modular)
 

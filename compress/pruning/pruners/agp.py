@@ -8,7 +8,7 @@ import torch
 from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError
-from compress.pruning.base import Pruner, WeightSpec
+from compress.pruning.base import Pruner, Target, WeightSpec
 from compress.pruning.criteria.magnitude import global_level_masks, level_mask
 from compress.pruning.ramps import agp_sparsity, agp_sparsity_per_step
 from compress.registry import register_pruner
@@ -53,6 +53,8 @@ class AutomatedGradualPruner(Pruner):
         [25, 60, 73, 75, 75]
     """
 
+    gate_selectors = True
+
     def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, weights: WeightSpec,
                  ramp: str = "epoch", budget: str = "per_tensor"):
         super().__init__(name, weights)
@@ -71,6 +73,9 @@ class AutomatedGradualPruner(Pruner):
             return agp_sparsity_per_step(self.initial_sparsity, self.final_sparsity, step.epoch, step.minibatch_id,
                                          step.minibatches_per_epoch, step.timing)
         return agp_sparsity(self.initial_sparsity, self.final_sparsity, step.epoch, step.timing)
+
+    def planned(self, weight: str, step: HookContext) -> Target:
+        return Target("sparsity", self.target(step))
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         sparsity = self.target(step)

@@ -7,7 +7,7 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.pruning.base import Pruner, WeightSpec
+from compress.pruning.base import Pruner, Target, WeightSpec
 from compress.pruning.ramps import baidu_threshold
 from compress.registry import register_pruner
 
@@ -37,6 +37,8 @@ class BaiduRNNPruner(Pruner):
         [0.1, 0.2, 0.5, 0.7]
     """
 
+    gate_selectors = True
+
     def __init__(self, name: str, q: float, ramp_epoch_offset: int, ramp_slope_mult: float, weights: WeightSpec):
         super().__init__(name, weights)
         self.q = options.number("q", q, minimum=0)
@@ -45,6 +47,9 @@ class BaiduRNNPruner(Pruner):
 
     def threshold(self, step: HookContext) -> float:
         return baidu_threshold(self.q, self.ramp_epoch_offset, self.ramp_slope_mult, step.epoch, step.timing)
+
+    def planned(self, weight: str, step: HookContext) -> Target:
+        return Target("threshold", self.threshold(step))
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         eps = self.threshold(step)

@@ -20,6 +20,7 @@ from the scheduler's hooks.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
@@ -27,7 +28,7 @@ import torch
 from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError, CheckpointError
-from compress.pruning.base import RegrowingPruner, TopologyUpdate, WeightSpec, resolve_weights
+from compress.pruning.base import RegrowingPruner, Target, TopologyUpdate, WeightSpec, resolve_weights
 from compress.pruning.criteria import prune_regrow as pr
 from compress.pruning.ramps import cosine_decay
 from compress.registry import register_pruner
@@ -201,6 +202,17 @@ class DynamicSparsityPruner(RegrowingPruner):
         self._index = index
 
     # -- schedule ----------------------------------------------------------------------------------------------
+    def planned(self, weight: str, step: HookContext) -> Optional[Target]:
+        """The initial topology's sparsity of ``weight`` (its exact count, by ``sparse_init``). With a
+        ``redistribution`` other than ``none`` the per-layer counts move with the data after the first update,
+        and only the weights' total stays."""
+        if self._index is None:
+            return None
+        shapes = [tuple(self._index.params[n].shape) for n in self.weights]
+        i = self.weights.index(weight)
+        count = pr.initial_counts(shapes, self.density, self.sparse_init)[i]
+        return Target("sparsity", 1.0 - count / math.prod(shapes[i]))
+
     def current_death_rate(self) -> float:
         """The death rate after :attr:`steps` minibatches (cosine over :attr:`decay_steps`, or constant)."""
         if self.death_rate_decay == "constant":

@@ -7,7 +7,7 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.pruning.base import Pruner, resolve_targets
+from compress.pruning.base import Pruner, Target, resolve_targets
 from compress.pruning.criteria.magnitude import level_mask
 from compress.registry import register_pruner
 from compress.sparsity.names import ParameterIndex
@@ -41,6 +41,8 @@ class SparsityLevelParameterPruner(Pruner):
         True
     """
 
+    gate_selectors = True
+
     def __init__(self, name: str, levels: Mapping[str, float]):
         super().__init__(name)
         self.levels = self.check_levels(levels)
@@ -59,8 +61,11 @@ class SparsityLevelParameterPruner(Pruner):
         return {k: options.fraction((key, k), v) for k, v in levels.items()}
 
     def bind(self, index: ParameterIndex) -> None:
-        self.targets = {n: s for n, s in resolve_targets(index, self.levels, "levels").items() if s > 0}
+        self.targets = {n: s for n, s in resolve_targets(index, self.levels, "levels", gates=True).items() if s > 0}
         self.weights = list(self.targets)
+
+    def planned(self, weight: str, step: HookContext) -> Target:
+        return Target("sparsity", self.targets[weight])
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         return {n: level_mask(params[n].detach(), self.targets[n]) for n in self.weights}

@@ -7,7 +7,7 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.pruning.base import PerWeightPruner
+from compress.pruning.base import PerWeightPruner, Target
 from compress.registry import register_pruner
 
 
@@ -36,6 +36,8 @@ class MagnitudeParameterPruner(PerWeightPruner):
         ([[False, True, True, False]], 0.0)
     """
 
+    gate_selectors = True
+
     targets_key = "thresholds"
 
     def __init__(self, name: str, thresholds: Mapping[str, float]):
@@ -43,6 +45,9 @@ class MagnitudeParameterPruner(PerWeightPruner):
         options.mapping("thresholds", thresholds)
         self.thresholds = {k: options.number(("thresholds", k), v, minimum=0) for k, v in thresholds.items()}
         self.targets: Dict[str, float] = {}
+
+    def planned(self, weight: str, step: HookContext) -> Target:
+        return Target("threshold", self.targets[weight])
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         return {n: params[n].detach().abs() > self.targets[n] for n in self.weights}

@@ -49,6 +49,8 @@ class SplicingPruner(PerWeightPruner):
         [[False, False, True, True]]
     """
 
+    gate_selectors = True
+
     targets_key = "sensitivities"
 
     def __init__(self, name: str, sensitivities: Mapping[str, float], low_thresh_mult: float,
