@@ -38,11 +38,12 @@ from compress.export.onnx import OnnxLM, export_onnx
 from compress.quantization import export_model
 from compress.reports.inspection import DEFAULT_TASK, load_task
 from compress_models import RNNModel, batchify, evaluate_lm, load_corpus, synthetic_corpus, train_epoch
+from compress_models.builders import DefaultsHelpFormatter
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="corpus folder (train/valid/test.txt); default: the embedded synthetic corpus")
     p.add_argument("--checkpoint", help="a trained checkpoint to deploy instead of training one here")
     p.add_argument("--task", default=DEFAULT_TASK, help="MODULE:FUNCTION that rebuilds --checkpoint's model")

@@ -30,7 +30,7 @@ from tabulate import tabulate
 from torch import nn
 
 from compress.errors import CheckpointError, CompressError
-from compress.io.checkpoint import read_checkpoint
+from compress.io.checkpoint import read_checkpoint, warn_untrained_regrowth
 from compress.reports.tables import format_count
 from compress.structured.thinning import is_thinned_state, thinned_skeleton
 
@@ -121,6 +121,7 @@ def rebuild_model(path: str, task: Any) -> Tuple[nn.Module, Dict[str, Any]]:
         CheckpointError: the file is unreadable, or its weights do not fit the model the task built.
     """
     state = read_checkpoint(path)
+    warn_untrained_regrowth(path, state)
     model = task.build_model(state)
     if is_thinned_state(state["model"]) and not is_thinned_state(model.state_dict()):
         model = thinned_skeleton(model, state["model"])  # the task builds dense models; shrink it to fit

@@ -37,6 +37,7 @@ from compress.io.checkpoint import read_checkpoint
 from compress.reports.tables import perplexity_table
 from compress.structured.geometry import lstm_block_structure
 from compress_models import builders, trainer
+from compress_models.builders import DefaultsHelpFormatter
 from compress_models.sparse_lm import layer_reductions
 
 RUNS = ("dense", "sparse", "mask", "agp", "selfish")
@@ -47,7 +48,7 @@ TITLES = {"dense": "dense", "sparse": "predefined sparse (module)", "mask": "pre
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="corpus folder (e.g. ../shared/data/ptb); default: the embedded synthetic corpus")
     p.add_argument("--out", default="runs/predefined_sparse", help="folder for checkpoints, logs and results")
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")

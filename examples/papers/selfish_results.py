@@ -32,7 +32,7 @@ import yaml
 from tabulate import tabulate
 
 from compress_models import load_corpus, trainer
-from compress_models.builders import parse_args
+from compress_models.builders import DefaultsHelpFormatter, parse_args
 
 CONFIGS = ("selfish", "static", "agp", "dense-small", "dense")
 SPARSE_WEIGHTS = ["encoder.weight", "rnn.weight_*", "decoder.weight"]   # every non-bias weight of RNNModel
@@ -143,7 +143,7 @@ def table(rows: Dict[str, dict], args: argparse.Namespace, vocab: int) -> str:
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="PTB folder (default: the embedded synthetic corpus)")
     p.add_argument("--size", type=int, default=650, help="emsize = nhid of the full models")
     p.add_argument("--epochs", type=int, default=20)

@@ -43,6 +43,7 @@ from compress_models import (
     synthetic_corpus,
     train_epoch,
 )
+from compress_models.builders import DefaultsHelpFormatter
 
 STAGES = ("dense", "one-shot", "iterative")
 # Per metric: (one-shot degradation, iterative search degradation, recovery tolerance, relative). Accuracy: SiPO's
@@ -55,7 +56,7 @@ ONE_SHOT = (("all-in-one one-shot", "all_in_one", "greedy"), ("layer-wise one-sh
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="PTB folder (default: the embedded synthetic corpus, for smoke runs)")
     p.add_argument("--out", default="runs/sipo", help="state folder; rerun with the same folder to continue")
     p.add_argument("--cuda", action="store_true")
