@@ -1,0 +1,121 @@
+"""Pictures of a compression run: sparsity per weight against epoch, perplexity against sparsity (extra ``plot``).
+
+The history is the list of per-epoch records the scheduler's metrics callback produces
+(:meth:`compress.CompressionScheduler.add_metrics_callback`, or :func:`compress.reports.read_metrics_csv` of a
+CSV file written by :class:`~compress.reports.CSVMetricsWriter`); a record may add ``val_ppl``::
+
+    history = []
+    scheduler.add_metrics_callback(history.append)
+    ...                                                   # train
+    compress.plot_sparsity_history(history, "sparsity.png")
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, List, Mapping, Sequence, Union
+
+from compress.errors import CompressError
+
+__all__ = ["plot_sparsity_history", "require_matplotlib"]
+
+_MAX_LEGEND = 12  # more weights than this: the legend lists the largest ones and says how many are left out
+
+
+def require_matplotlib():
+    """Matplotlib's object-oriented API (no display needed), or an error naming the extra to install.
+
+    Raises:
+        CompressError: matplotlib is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise CompressError("plots need matplotlib: pip install 'compress[plot]' (or pip install matplotlib)") \
+            from None
+    return Figure, FigureCanvasAgg
+
+
+def _ppl(record: Mapping[str, Any]) -> float:
+    if "val_ppl" in record:
+        return float(record["val_ppl"])
+    if "metric/min" in record:  # the loss the loop passed as metrics={'min': val_loss}
+        return math.exp(min(float(record["metric/min"]), 50.0))
+    return math.nan
+
+
+def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str, os.PathLike],
+                          title: str = "") -> str:
+    """Draw ``history`` to a PNG: sparsity of each weight (and the total) against epoch, and, when the records
+    carry a validation perplexity (``val_ppl``, or a loss as ``metric/min``), perplexity against total sparsity.
+
+    Args:
+        history: per-epoch records with ``epoch`` and ``sparsity/<weight>`` keys (values in percent).
+        path: the PNG file.
+        title: a title over the figure.
+
+    Returns:
+        The path written.
+
+    Raises:
+        CompressError: matplotlib is missing, or ``history`` holds no sparsity.
+
+    Example:
+        >>> import tempfile, os.path
+        >>> history = [{"epoch": e, "sparsity/w": 20.0 * e, "sparsity/total": 20.0 * e, "val_ppl": 100 + e}
+        ...            for e in range(4)]
+        >>> path = plot_sparsity_history(history, os.path.join(tempfile.mkdtemp(), "s.png"))  # doctest: +SKIP
+    """
+    records: List[Mapping[str, Any]] = [r for r in history if "epoch" in r]
+    weights: List[str] = []
+    for record in records:
+        weights.extend(k[len("sparsity/"):] for k in record if k.startswith("sparsity/")
+                       and k != "sparsity/total" and k[len("sparsity/"):] not in weights)
+    if not weights:
+        raise CompressError("plot_sparsity_history: the history holds no 'sparsity/<weight>' values (is anything "
+                            "masked? the records come from scheduler.add_metrics_callback)")
+    Figure, FigureCanvasAgg = require_matplotlib()
+    epochs = [int(r["epoch"]) for r in records]
+    ppl = [_ppl(r) for r in records]
+    has_ppl = any(math.isfinite(p) for p in ppl)
+    fig = Figure(figsize=(10.0 if has_ppl else 6.0, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if has_ppl else 1, squeeze=False)[0]
+    ax = axes[0]
+    final = {w: next((r[f"sparsity/{w}"] for r in reversed(records) if f"sparsity/{w}" in r), 0.0) for w in weights}
+    shown = sorted(weights, key=lambda w: -final[w])[:_MAX_LEGEND]
+    for w in weights:
+        xs = [int(r["epoch"]) for r in records if f"sparsity/{w}" in r]
+        ys = [float(r[f"sparsity/{w}"]) for r in records if f"sparsity/{w}" in r]
+        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=w if w in shown else None)
+    if any("sparsity/total" in r for r in records):
+        xs = [int(r["epoch"]) for r in records if "sparsity/total" in r]
+        ys = [float(r["sparsity/total"]) for r in records if "sparsity/total" in r]
+        ax.plot(xs, ys, color="black", linewidth=2.2, linestyle="--", label="total (masked weights)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("sparsity (% of values zero)")
+    ax.set_ylim(0, 100)
+    ax.set_xticks(sorted(set(epochs)) if len(set(epochs)) <= 15 else ax.get_xticks())
+    ax.grid(True, alpha=0.3)
+    ax.set_title("sparsity per weight")
+    extra = f" (+{len(weights) - len(shown)} more)" if len(weights) > len(shown) else ""
+    ax.legend(fontsize=7, loc="lower right", title=f"weights{extra}" if extra else None, title_fontsize=7)
+    if has_ppl:
+        ax = axes[1]
+        points = [(float(r.get("sparsity/total", math.nan)), p, e) for r, p, e in zip(records, ppl, epochs)
+                  if math.isfinite(p)]
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        ax.plot(xs, ys, color="tab:red", marker="o", markersize=4, linewidth=1.2)
+        for x, y, e in points:
+            ax.annotate(f"{e}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("total sparsity of the masked weights (%)")
+        ax.set_ylabel("validation perplexity")
+        ax.grid(True, alpha=0.3)
+        ax.set_title("perplexity against sparsity (labels: epoch)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = os.fspath(path)
+    fig.savefig(path)
+    return path
