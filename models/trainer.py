@@ -224,7 +224,9 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
               "val_ppl": math.exp(val_loss), "test_ppl": math.exp(test_loss)}
     if best:
         result["best_test_ppl"] = best
-    print(compress.sparsity_table(rows))
+    # dynamic sparsity: the mask's sparsity beside the values' shows weights regrown but never trained
+    dynamic = any(isinstance(p, DynamicSparsityPolicy) for _, _, p in scheduler.policies)
+    print(compress.sparsity_table(rows, masks=scheduler if dynamic else None))
     print(compress.perplexity_table([result]))
     if untrained_regrowth(scheduler):
         print(f"WARNING: the final model holds {untrained_regrowth(scheduler)} regrown weights that never trained "
