@@ -20,6 +20,8 @@ import pytest
 import torch
 from conftest import ROOT, load_example
 
+from compress.reports import read_metrics_csv
+
 README = os.path.join(ROOT, "README.md")
 TINY = ["--epochs", "1", "--max-train-batches", "2", "--synthetic-tokens", "2000", "--no-progress"]
 
@@ -44,6 +46,9 @@ PLAN: List[Tuple[str, Optional[List[str]], str]] = [
     (r"--task mypkg", None, "a placeholder for the user's own task"),
     (r"^python examples/word_lm.py --schedule schedules/agp_lstm.yaml --tied$",
      ["--max-train-batches", "2", "--synthetic-tokens", "3000", "--no-progress"], ""),
+    (r"--plot agp.png --metrics-csv agp.csv", ["--emsize", "16", "--nhid", "16", "--epochs", "3",
+                                                "--max-train-batches", "2", "--synthetic-tokens", "2000",
+                                                "--no-progress"], ""),
     (r"--sparse_mode sparse_hidden", ["--nhid", "30", "--emsize", "30"] + TINY, ""),
     (r"--emblocks 10", ["--emsize", "20", "--nhid", "20"] + TINY, ""),
     (r"predefined_sparse_lstm.yaml", ["--nhid", "24", "--emsize", "16"] + TINY, ""),
@@ -63,7 +68,7 @@ def plan_for(command: str) -> Tuple[Optional[List[str]], str]:
 
 
 COMMANDS = readme_commands()
-SLOW = ("agp_lstm.yaml --tied", "sparse_hidden")
+SLOW = ("agp_lstm.yaml --tied", "sparse_hidden")  # several seconds each
 
 
 def _case(command: str):
@@ -134,13 +139,18 @@ def test_readme_command_runs(command, workdir):
         os.makedirs(workdir / "runs")
         _run(["python", "examples/word_lm.py", "--emsize", "16", "--nhid", "16", "--save", "runs/lm.pt"] + TINY,
              str(workdir))
+    if "--plot" in argv:
+        pytest.importorskip("matplotlib", reason="the plot extra (pip install 'compress[plot]')")
     out = _run(argv + flags, str(workdir))
     if redirect:
         (workdir / redirect).write_text(out)
-    if "agp_lstm.yaml --tied" in command:
+    if command.endswith("agp_lstm.yaml --tied"):
         # the mask counts depend only on the shapes and the schedule: the README's table must hold them exactly
         total = next(line for line in out.splitlines() if line.startswith("| Total"))
         assert [c.strip() for c in total.strip("|").split("|")][2:5] == _readme_total_row()
+    elif "--plot" in command:
+        assert (workdir / "agp.png").stat().st_size > 0
+        assert [row["epoch"] for row in read_metrics_csv(workdir / "agp.csv")] == [0, 1, 2]
     elif "--print-schedule" in command:
         assert "# run it: python examples/word_lm.py --schedule THIS_FILE --optimizer sgd" in out
         assert "class: DynamicSparsityPruner" in out

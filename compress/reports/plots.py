@@ -47,7 +47,8 @@ def _ppl(record: Mapping[str, Any]) -> float:
 
 def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str, os.PathLike],
                           title: str = "") -> str:
-    """Draw ``history`` to a PNG: sparsity of each weight (and the total) against epoch, and, when the records
+    """Draw ``history`` to a PNG: sparsity of each weight (and the total; of the masks where the records have
+    ``mask_sparsity/<weight>``, else of the values) against epoch, and, when the records
     carry a validation perplexity (``val_ppl``, or a loss as ``metric/min``), perplexity against total sparsity.
 
     Args:
@@ -68,10 +69,13 @@ def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str,
         >>> path = plot_sparsity_history(history, os.path.join(tempfile.mkdtemp(), "s.png"))  # doctest: +SKIP
     """
     records: List[Mapping[str, Any]] = [r for r in history if "epoch" in r]
+    # the masks' sparsity where the records have it: after a prune-and-regrow event the regrown weights are
+    # still zero, so the values' sparsity would overstate it at every epoch's end
+    prefix = "mask_sparsity/" if any(k.startswith("mask_sparsity/") for r in records for k in r) else "sparsity/"
     weights: List[str] = []
     for record in records:
-        weights.extend(k[len("sparsity/"):] for k in record if k.startswith("sparsity/")
-                       and k != "sparsity/total" and k[len("sparsity/"):] not in weights)
+        weights.extend(k[len(prefix):] for k in record if k.startswith(prefix)
+                       and k != prefix + "total" and k[len(prefix):] not in weights)
     if not weights:
         raise CompressError("plot_sparsity_history: the history holds no 'sparsity/<weight>' values (is anything "
                             "masked? the records come from scheduler.add_metrics_callback)")
@@ -83,18 +87,18 @@ def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str,
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if has_ppl else 1, squeeze=False)[0]
     ax = axes[0]
-    final = {w: next((r[f"sparsity/{w}"] for r in reversed(records) if f"sparsity/{w}" in r), 0.0) for w in weights}
+    final = {w: next((r[prefix + w] for r in reversed(records) if prefix + w in r), 0.0) for w in weights}
     shown = sorted(weights, key=lambda w: -final[w])[:_MAX_LEGEND]
     for w in weights:
-        xs = [int(r["epoch"]) for r in records if f"sparsity/{w}" in r]
-        ys = [float(r[f"sparsity/{w}"]) for r in records if f"sparsity/{w}" in r]
+        xs = [int(r["epoch"]) for r in records if prefix + w in r]
+        ys = [float(r[prefix + w]) for r in records if prefix + w in r]
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=w if w in shown else None)
-    if any("sparsity/total" in r for r in records):
-        xs = [int(r["epoch"]) for r in records if "sparsity/total" in r]
-        ys = [float(r["sparsity/total"]) for r in records if "sparsity/total" in r]
+    if any(prefix + "total" in r for r in records):
+        xs = [int(r["epoch"]) for r in records if prefix + "total" in r]
+        ys = [float(r[prefix + "total"]) for r in records if prefix + "total" in r]
         ax.plot(xs, ys, color="black", linewidth=2.2, linestyle="--", label="total (masked weights)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("sparsity (% of values zero)")
+    ax.set_ylabel("sparsity (% of weights pruned)" if prefix == "mask_sparsity/" else "sparsity (% of values zero)")
     ax.set_ylim(0, 100)
     ax.set_xticks(sorted(set(epochs)) if len(set(epochs)) <= 15 else ax.get_xticks())
     ax.grid(True, alpha=0.3)
@@ -103,7 +107,7 @@ def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str,
     ax.legend(fontsize=7, loc="lower right", title=f"weights{extra}" if extra else None, title_fontsize=7)
     if has_ppl:
         ax = axes[1]
-        points = [(float(r.get("sparsity/total", math.nan)), p, e) for r, p, e in zip(records, ppl, epochs)
+        points = [(float(r.get(prefix + "total", math.nan)), p, e) for r, p, e in zip(records, ppl, epochs)
                   if math.isfinite(p)]
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         ax.plot(xs, ys, color="tab:red", marker="o", markersize=4, linewidth=1.2)
