@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from loops import run_epochs
 from torch import nn
 
 import compress
@@ -28,16 +29,8 @@ def _dst(epochs, ending_epoch, callback=None):
     if callback is not None:
         scheduler.add_metrics_callback(callback)
     x = torch.randn(8, 6)
-    for epoch in range(epochs):
-        scheduler.on_epoch_begin(epoch, optimizer)
-        for i in range(2):
-            scheduler.on_minibatch_begin(epoch, i, 2, optimizer)
-            loss = model(x).square().mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, i, 2, optimizer)
-        scheduler.on_epoch_end(epoch, optimizer, metrics={"min": 1.0 + epoch})
+    run_epochs(model, scheduler, optimizer, [x, x], epochs, metrics=lambda epoch: {"min": 1.0 + epoch},
+               loss=lambda m, batch, i: m(batch).square().mean())
     return model, optimizer, scheduler
 
 
