@@ -14,7 +14,7 @@ Without ``--checkpoint`` the model is trained here: ``--epochs`` epochs on the e
 masks. Needs the ``onnx`` extra.
 
     PYTHONPATH=$PWD python examples/bench_export.py --threads 2
-    PYTHONPATH=$PWD python examples/bench_export.py --data ../shared/data/wikitext-2 --max-train-batches 300 \\
+    PYTHONPATH=$PWD python examples/bench_export.py --data data/wikitext-2 --max-train-batches 300 \\
         --eval-tokens 20000 --threads 2
     PYTHONPATH=$PWD python examples/bench_export.py --checkpoint runs/wt2_650.pt --data data/wikitext-2 --threads 2
 """

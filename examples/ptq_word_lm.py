@@ -6,7 +6,7 @@ each precision (the rows of Distiller's table, ACIQ clipping, and the real INT8/
 
     python examples/word_lm.py --epochs 3 --save /tmp/lm.pt            # a small LM on the embedded corpus
     python examples/ptq_word_lm.py --checkpoint /tmp/lm.pt
-    python examples/ptq_word_lm.py --checkpoint lm650.pt --data ../shared/data/wikitext-2 --cuda \\
+    python examples/ptq_word_lm.py --checkpoint lm650.pt --data data/wikitext-2 --cuda \\
         --stats-out lm650_stats.yaml --results ptq650.jsonl
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ hyperparameters, started side by side (one process each) and printed as one tabl
 Each run checkpoints after every epoch; run the same command again to continue after ``--time-budget`` (or a
 lost machine) stopped it. Finished runs are not repeated.
 
-    python examples/papers/selfish_results.py --data ../shared/data/ptb --cuda --size 650 --epochs 20 \\
+    python examples/papers/selfish_results.py --data data/ptb --cuda --size 650 --epochs 20 \\
         --out runs/selfish --time-budget 540
     python examples/papers/selfish_results.py --size 32 --epochs 2 --out /tmp/selfish --jobs 1 \\
         --extra --max-train-batches 5        # a CPU smoke run on the embedded corpus

@@ -4,7 +4,7 @@ iteratively (stage-wise, with retraining), and print one table.
 Every stage writes its state to ``--out``; run the same command again to continue where it stopped (after a
 ``--time-budget`` stop, a crash, or a killed job). Finished stages are not redone.
 
-    python examples/papers/sipo_ptb.py --data ../shared/data/ptb --cuda --out runs/sipo --time-budget 540
+    python examples/papers/sipo_ptb.py --data data/ptb --cuda --out runs/sipo --time-budget 540
     python examples/papers/sipo_ptb.py --epochs 1 --max-train-batches 5 --emsize 16 --nhid 16     # a CPU smoke run
 
 The model is PyTorch's word-LM example at 200 units (4,653,200 parameters with PTB's 10,000 words, biases
@@ -16,7 +16,7 @@ of the pipeline, so several pruning runs can start from one dense model (copy ``
 ``results.json`` into another ``--out``). Checkpoints carry the word_lm flags, so ``python -m compress inspect``
 can read them:
 
-    python -m compress inspect runs/sipo/dense_best.pt runs/sipo/iterative_best.pt --data ../shared/data/ptb
+    python -m compress inspect runs/sipo/dense_best.pt runs/sipo/iterative_best.pt --data data/ptb
 """
 from __future__ import annotations
 
