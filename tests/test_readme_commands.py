@@ -172,3 +172,13 @@ def test_bench_threshold_takes_cuda_like_every_other_example(capsys):
         with pytest.raises(SystemExit):
             bench.parse_args(["--cuda"])
         assert "CUDA is not available" in capsys.readouterr().err   # understood, not "unrecognized arguments"
+
+
+@pytest.mark.parametrize("script", ["word_lm.py", "papers/sipo_ptb.py", "papers/selfish_results.py",
+                                    "ptq_word_lm.py", "papers/iss_ptb.py"])
+def test_help_says_each_default_once(script, capsys):
+    with pytest.raises(SystemExit):
+        load_example(script).main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert not re.search(r"default[^()]*\) \(default:", text)   # a default the help text gives, said again
