@@ -89,7 +89,7 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
         compress.plot_sparsity_history([{"epoch": 0, "sparsity/w": 1.0}], tmp_path / "p.png")
 
 
-def test_plot_sparsity_history_writes_a_png_of_both_panels(tmp_path):
+def test_plot_sparsity_history_of_dynamic_sparsity_has_three_panels(tmp_path):
     pytest.importorskip("matplotlib", reason="the plot extra (pip install 'compress[plot]')")
     records = []
     _dst(3, 10, records.append)
@@ -97,7 +97,12 @@ def test_plot_sparsity_history_writes_a_png_of_both_panels(tmp_path):
     data = open(path, "rb").read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width = int.from_bytes(data[16:20], "big")
-    assert width == 1000                       # two panels (the records carry a loss: perplexity panel)
+    assert width == 1500       # sparsity; perplexity (the records carry a loss); prune/regrow counts (weights regrew)
+    del records[0]["metric/min"]
+    for record in records:
+        record["regrown/total"] = 0
+    path = compress.plot_sparsity_history(records[:1], tmp_path / "one.png")
+    assert int.from_bytes(open(path, "rb").read()[16:20], "big") == 500
 
 
 def test_plot_of_a_history_without_sparsity_is_an_error(tmp_path):

@@ -49,7 +49,8 @@ def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str,
                           title: str = "") -> str:
     """Draw ``history`` to a PNG: sparsity of each weight (and the total; of the masks where the records have
     ``mask_sparsity/<weight>``, else of the values) against epoch, and, when the records
-    carry a validation perplexity (``val_ppl``, or a loss as ``metric/min``), perplexity against total sparsity.
+    carry a validation perplexity (``val_ppl``, or a loss as ``metric/min``), perplexity against total sparsity,
+    and, when weights were regrown (dynamic sparsity), the positions pruned and regrown per epoch.
 
     Args:
         history: per-epoch records with ``epoch`` and ``sparsity/<weight>`` keys (values in percent).
@@ -83,9 +84,12 @@ def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str,
     epochs = [int(r["epoch"]) for r in records]
     ppl = [_ppl(r) for r in records]
     has_ppl = any(math.isfinite(p) for p in ppl)
-    fig = Figure(figsize=(10.0 if has_ppl else 6.0, 4.0), dpi=100)
+    # dynamic sparsity keeps the density constant: what moves is the topology, drawn as counts per epoch
+    has_regrowth = any(float(r.get("regrown/total", 0)) > 0 for r in records)
+    panels = 1 + has_ppl + has_regrowth
+    fig = Figure(figsize=(5.0 * panels, 4.0), dpi=100)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2 if has_ppl else 1, squeeze=False)[0]
+    axes = fig.subplots(1, panels, squeeze=False)[0]
     ax = axes[0]
     final = {w: next((r[prefix + w] for r in reversed(records) if prefix + w in r), 0.0) for w in weights}
     shown = sorted(weights, key=lambda w: -final[w])[:_MAX_LEGEND]
@@ -117,6 +121,24 @@ def plot_sparsity_history(history: Sequence[Mapping[str, Any]], path: Union[str,
         ax.set_ylabel("validation perplexity")
         ax.grid(True, alpha=0.3)
         ax.set_title("perplexity against sparsity (labels: epoch)")
+    if has_regrowth:
+        ax = axes[-1]
+        xs = [int(r["epoch"]) for r in records if "regrown/total" in r]
+        pruned = [float(r["pruned/total"]) for r in records if "regrown/total" in r]
+        regrown = [float(r["regrown/total"]) for r in records if "regrown/total" in r]
+        ax.bar([x - 0.2 for x in xs], pruned, width=0.4, color="tab:red", label="pruned")
+        ax.bar([x + 0.2 for x in xs], regrown, width=0.4, color="tab:green", label="regrown")
+        ax.set_xlabel("epoch (epoch 0: the initial topology, against dense)")
+        ax.set_ylabel("mask positions changed")
+        ax.set_xticks(sorted(set(xs)) if len(set(xs)) <= 15 else ax.get_xticks())
+        if len(pruned) > 1:  # the first epoch's count (the whole initial pruning) would flatten the rest
+            ax.set_ylim(0, 1.15 * max(max(pruned[1:]), max(regrown[1:]), 1.0))
+            if pruned[0] > ax.get_ylim()[1]:
+                ax.annotate(f"{pruned[0]:,.0f}", (xs[0] - 0.2, ax.get_ylim()[1]), textcoords="offset points",
+                            xytext=(0, -14), ha="center", fontsize=7, color="white", rotation=90, va="top")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title("topology changes per epoch")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
