@@ -556,6 +556,8 @@ def search_group_rates(model: nn.Module, groups: Sequence[ParameterGroup], evalu
     except BaseException:
         objective.restore()
         raise
+    if reference is None and objective.history:  # the callback stopped the search at its first evaluation
+        reference = objective.history[0]
     if reference is None:  # interrupted during the very first evaluation: nothing is known
         objective.restore()
         raise KeyboardInterrupt
