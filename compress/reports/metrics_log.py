@@ -14,6 +14,7 @@ import io
 import os
 from typing import Any, Dict, List, Mapping, Union
 
+from compress.distributed import world
 from compress.errors import CompressError
 from compress.io.files import atomic_write
 
@@ -38,7 +39,8 @@ def read_metrics_csv(path: Union[str, os.PathLike]) -> List[Dict[str, float]]:
 class CSVMetricsWriter:
     """Append each record to a CSV file, one row per epoch; columns are the union of the records' keys.
 
-    The file is rewritten whole (atomically) at each record, so a column that appears later (a policy that
+    Under ``torch.distributed`` only rank 0 writes (the records are the same on every rank: masks are). The file
+    is rewritten whole (atomically) at each record, so a column that appears later (a policy that
     starts at epoch 5) gets a header, and a killed run never leaves a half-written row. An existing file is
     continued (a resumed run): rows of epochs at or after the first new record's are replaced.
 
@@ -61,6 +63,8 @@ class CSVMetricsWriter:
         self._resumed = os.path.exists(self.path)
 
     def __call__(self, record: Mapping[str, Any]) -> None:
+        if world()[0] != 0:  # under torch.distributed every rank has the same record; rank 0 writes it
+            return
         if self._resumed:  # keep what an earlier run wrote, up to this epoch
             self._resumed = False
             epoch = float(record.get("epoch", float("inf")))
@@ -96,9 +100,11 @@ class TensorBoardWriter:
         except ImportError:
             raise CompressError("TensorBoard logging needs the tensorboard package: pip install "
                                 "'compress[tensorboard]' (or pip install tensorboard)") from None
-        self.writer = SummaryWriter(os.fspath(logdir))
+        self.writer = SummaryWriter(os.fspath(logdir)) if world()[0] == 0 else None  # one event file, rank 0's
 
     def __call__(self, record: Mapping[str, Any]) -> None:
+        if self.writer is None:
+            return
         step = int(record.get("epoch", 0))
         for key, value in record.items():
             if key != "epoch":
@@ -106,4 +112,5 @@ class TensorBoardWriter:
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
