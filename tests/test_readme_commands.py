@@ -1,7 +1,8 @@
 """Every command of the README's fenced ``bash`` blocks, run as written (shrunk by appended flags where it is long).
 
 Each command is classified by :data:`PLAN`: run (with the flags appended to shrink it; argparse keeps the last
-value of a flag, so the command's own flags are still parsed and checked), or skipped with the reason (a GPU, the
+value of a flag, so the command's own flags are still parsed and checked; a synopsis' optional ``[...]`` parts
+are left out), or skipped with the reason (a GPU, the
 real corpora, an install). A README command that no entry matches fails :func:`test_every_readme_command_is_planned`,
 so a new command cannot go untested by accident. Commands run in this process (``main(argv)`` of the script, or
 ``compress.cli.main``), in a temporary folder holding ``schedules`` so relative paths resolve as in the
@@ -43,7 +44,8 @@ PLAN: List[Tuple[str, Optional[List[str]], str]] = [
     (r"^python -m pytest", None, "the test suite itself"),
     (r"--cuda", None, "needs a GPU"),
     (r"--data data/", None, "needs the real corpora (examples/fetch_data.py)"),
-    (r"--task mypkg", None, "a placeholder for the user's own task"),
+    (r"--task mypkg|--model mypkg", None, "a placeholder for the user's own code"),
+    (r"^python -m compress preview schedules/", ["--epochs", "3"], ""),
     (r"^python examples/word_lm.py --schedule schedules/agp_lstm.yaml --tied$",
      ["--max-train-batches", "2", "--synthetic-tokens", "3000", "--no-progress"], ""),
     (r"--plot agp.png --metrics-csv agp.csv", ["--emsize", "16", "--nhid", "16", "--epochs", "3",
@@ -127,7 +129,7 @@ def _readme_total_row() -> List[str]:
 @pytest.mark.parametrize("command", [_case(c) for c in COMMANDS])
 def test_readme_command_runs(command, workdir):
     flags, _ = plan_for(command)
-    argv = shlex.split(command)
+    argv = shlex.split(re.sub(r"\s*\[[^\]]*\]", "", command))   # a synopsis' optional [--flag value] parts left out
     redirect = None
     if ">" in argv:
         at = argv.index(">")
@@ -157,6 +159,8 @@ def test_readme_command_runs(command, workdir):
     elif "selfish_rhn" in command:
         assert "ending_epoch 500 -> 2" in out            # fitted to --epochs: no untrained regrowth at the end
         assert "Mask (%)" in out and "WARNING" not in out
+    elif " preview " in command:
+        assert out.strip()
     elif "export" in command:
         assert os.path.exists(workdir / argv[argv.index("--out") + 1])
     else:

@@ -436,7 +436,7 @@ def sparsity_table(
             _format_float(r.fine, 2),
         ]
         if with_masks:
-            cells.append(_format_float(r.mask_sparsity or 0.0, 2))
+            cells.append(_format_float(r.mask_sparsity, 2))  # "-" for a row without (a gate's breakdown)
         cells += [
             _format_float(r.rows, 2),
             _format_float(r.cols, 2),
