@@ -14,11 +14,11 @@ setup(
     package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={
-        "test": ["pytest", "ruff", "optuna>=4", "onnx>=1.15", "onnxruntime>=1.18", "tensorboard"],
+        "test": ["pytest", "ruff", "optuna>=4", "onnx>=1.15", "onnxruntime>=1.18", "matplotlib", "tensorboard"],
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
         "search": ["optuna>=4"],  # the recipe search (python -m compress hyperprune); imported only when it runs
         "onnx": ["onnx>=1.15", "onnxruntime>=1.18"],  # ONNX export; ORT 1.18+ runs DynamicQuantizeLSTM on new opsets
-        "tensorboard": ["tensorboard"],  # compress.distiller's TensorBoardLogger (torch.utils.tensorboard)
+        "tensorboard": ["tensorboard"],  # compress.distiller's TensorBoardLogger, compress.reports.TensorBoardWriter
     },
     entry_points={"console_scripts": ["compress=compress.cli:main"]},
 )

@@ -41,7 +41,7 @@ from compress.registry import (
     register_quantizer,
     register_regularizer,
 )
-from compress.reports import perplexity_table, sparsity_table
+from compress.reports import perplexity_table, plot_sparsity_history, sparsity_table
 from compress.scheduling import (
     CompressionScheduler,
     components_from_file,
@@ -59,6 +59,7 @@ __all__ = [
     "CompressError", "ScheduleError", "CheckpointError", "ArgumentError",
     "Pruner", "AutomatedGradualPruner", "SparsityLevelParameterPruner", "DynamicSparsityPruner", "SelfishRNNPruner",
     "StageWisePruner", "PostTrainLinearQuantizer", "thin", "lyapunov_spectrum", "ls_distance",
+    "plot_sparsity_history",
 ]
 
 # Names that lived at the top level before the sub-packages had an ``__all__`` of their own: they still

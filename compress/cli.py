@@ -18,13 +18,14 @@ import sys
 from typing import Callable, List, Optional
 
 from compress.errors import CompressError
-from compress.io.checkpoint import read_checkpoint
+from compress.io.checkpoint import read_checkpoint, warn_untrained_regrowth
 from compress.reports.inspection import DEFAULT_TASK
 from compress.reports.tables import sparsity_table
 
 
 def _summary(args: argparse.Namespace) -> str:
     state = read_checkpoint(args.checkpoint)
+    warn_untrained_regrowth(args.checkpoint, state)
     return sparsity_table(state["model"])
 
 

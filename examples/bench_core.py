@@ -220,7 +220,9 @@ def main(argv=None):
     p.add_argument("--vocab", type=int, default=33278)
     p.add_argument("--steps", type=int, default=20, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--thresholds", nargs="*", default=["1e7", "1e8", "1e9"])
+    p.add_argument("--thresholds", nargs="*", default=None, metavar="N",
+                   help="weight counts of the exact-threshold table; the flag alone or no flag: 1e7 1e8 1e9")
+    p.add_argument("--no-thresholds", action="store_true", help="leave the threshold table out")
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--profile", action="store_true", help="also print torch.profiler's table of the compress loop")
     p.add_argument("--mask-kernels", nargs="?", const="8.6e7", metavar="WEIGHTS",
@@ -231,8 +233,8 @@ def main(argv=None):
     print(f"device: {name}, torch {torch.__version__}")
     if args.sizes:
         print(bench_overhead(args.sizes, args.vocab, device, args.steps, args.rounds, args.profile))
-    if args.thresholds:
-        print(bench_threshold(args.thresholds, device, args.repeat))
+    if not args.no_thresholds:
+        print(bench_threshold(args.thresholds or ["1e7", "1e8", "1e9"], device, args.repeat))
     if args.mask_kernels:
         print(bench_mask_kernels(args.mask_kernels, device))
 

@@ -14,7 +14,7 @@ Without ``--checkpoint`` the model is trained here: ``--epochs`` epochs on the e
 masks. Needs the ``onnx`` extra.
 
     PYTHONPATH=$PWD python examples/bench_export.py --threads 2
-    PYTHONPATH=$PWD python examples/bench_export.py --data ../shared/data/wikitext-2 --max-train-batches 300 \\
+    PYTHONPATH=$PWD python examples/bench_export.py --data data/wikitext-2 --max-train-batches 300 \\
         --eval-tokens 20000 --threads 2
     PYTHONPATH=$PWD python examples/bench_export.py --checkpoint runs/wt2_650.pt --data data/wikitext-2 --threads 2
 """
@@ -38,11 +38,12 @@ from compress.export.onnx import OnnxLM, export_onnx
 from compress.quantization import export_model
 from compress.reports.inspection import DEFAULT_TASK, load_task
 from compress_models import RNNModel, batchify, evaluate_lm, load_corpus, synthetic_corpus, train_epoch
+from compress_models.builders import DefaultsHelpFormatter
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="corpus folder (train/valid/test.txt); default: the embedded synthetic corpus")
     p.add_argument("--checkpoint", help="a trained checkpoint to deploy instead of training one here")
     p.add_argument("--task", default=DEFAULT_TASK, help="MODULE:FUNCTION that rebuilds --checkpoint's model")

@@ -31,11 +31,12 @@ from compress.quantization import (
     save_quantized,
 )
 from compress_models import RNNModel, rnn_model_from_state
+from compress_models.builders import DefaultsHelpFormatter
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", help="a word_lm.py checkpoint (default: random weights of the given shape)")
     p.add_argument("--model", default="LSTM", choices=["LSTM", "GRU"])
     p.add_argument("--vocab", type=int, default=10_000)

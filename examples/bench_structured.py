@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 import compress
+from compress_models.builders import DefaultsHelpFormatter
 from compress_models.sparse_lm import SparseRNNModel, layer_reductions
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--ntokens", type=int, default=10_000)
     p.add_argument("--emsize", type=int, default=200)
     p.add_argument("--nhid", type=int, default=400, help="hidden size of the dense model the budget comes from")

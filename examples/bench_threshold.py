@@ -32,7 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=None,
                         help="total element counts (default: 1e7 1e8 1e9 on cuda, 1e6 1e7 on cpu)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
+                        help="where to run (default: cuda when available, else cpu)")
+    parser.add_argument("--cuda", action="store_const", const="cuda", dest="device",
+                        help="the same as --device cuda (the flag of every other example)")
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per measurement (default 20 cuda, 5 cpu)")
     parser.add_argument("--sparsity", type=float, default=0.8)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
@@ -45,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-triton", action="store_true",
                         help="on CUDA, use torch ops instead of the fused Triton kernel")
     args = parser.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")
     if args.sizes is None:

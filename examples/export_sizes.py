@@ -23,11 +23,12 @@ from compress.export import save_sparse
 from compress.pruning.criteria.magnitude import level_mask
 from compress.quantization import export_model, save_quantized
 from compress_models import RNNModel
+from compress_models.builders import DefaultsHelpFormatter
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--vocab", type=int, default=33_278)
     p.add_argument("--emsize", type=int, default=650)
     p.add_argument("--nhid", type=int, default=650)

@@ -48,7 +48,10 @@ def sha256_of(path: Union[str, os.PathLike]) -> str:
         path: the file to hash.
     """
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        digest = hashlib.sha256()  # hashlib.file_digest would need Python 3.11; setup.py allows 3.9
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+        return digest.hexdigest()
 
 
 def install_file(src: Union[bytes, str, os.PathLike, BinaryIO], dest: Union[str, os.PathLike], sha256: str) -> Path:

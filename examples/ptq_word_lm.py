@@ -6,7 +6,7 @@ each precision (the rows of Distiller's table, ACIQ clipping, and the real INT8/
 
     python examples/word_lm.py --epochs 3 --save /tmp/lm.pt            # a small LM on the embedded corpus
     python examples/ptq_word_lm.py --checkpoint /tmp/lm.pt
-    python examples/ptq_word_lm.py --checkpoint lm650.pt --data ../shared/data/wikitext-2 --cuda \\
+    python examples/ptq_word_lm.py --checkpoint lm650.pt --data data/wikitext-2 --cuda \\
         --stats-out lm650_stats.yaml --results ptq650.jsonl
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from compress.quantization import (
     save_stats,
 )
 from compress_models import RNNModel, batchify, evaluate, load_corpus, rnn_model_from_state, synthetic_corpus
+from compress_models.builders import DefaultsHelpFormatter
 
 FP16_ALL = "Entire model"
 MIXED = {"encoder": {"fpq_module": 16}, "decoder": {"fpq_module": 16}, ".*eltwise.*": {"fpq_module": 16}}
@@ -99,7 +100,7 @@ ALL_ROWS = list(EXPERIMENTS) + list(EXPORTS)
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="written by examples/word_lm.py --save")
     p.add_argument("--data", help="corpus folder (default: the embedded synthetic corpus, as in word_lm.py)")
     p.add_argument("--synthetic-tokens", type=int, default=100_000, help="as given to word_lm.py")

@@ -9,7 +9,7 @@ fit. With no ``--data`` it trains on an embedded synthetic corpus whose best ach
 printed beside the model's. ``--help`` lists every flag.
 
     python examples/word_lm.py --schedule schedules/agp_lstm.yaml
-    python examples/word_lm.py --schedule schedules/agp_lstm.yaml --data ../shared/data/ptb --cuda \\
+    python examples/word_lm.py --schedule schedules/agp_lstm.yaml --data data/ptb --cuda \\
         --emsize 650 --nhid 650 --dropout 0.5 --epochs 40
     python examples/word_lm.py --schedule schedules/selfish_rhn.yaml --model RHN --tied --couple --optimizer sgd
 

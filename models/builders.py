@@ -33,7 +33,8 @@ from .rhn import RHNModel
 from .sparse_lm import SPARSE_MODES, SparseRNNModel
 from .word_lm import RNNModel
 
-__all__ = ["MODELS", "RNN_MODELS", "ZOO_MODELS", "OPTIMIZERS", "add_arguments", "parser", "parse_args",
+__all__ = ["DefaultsHelpFormatter", "MODELS", "RNN_MODELS", "ZOO_MODELS", "OPTIMIZERS", "add_arguments", "parser",
+           "parse_args",
            "vocab_order", "build_corpus", "build_model", "build_optimizer", "optimizer_schedule", "ar_tar_weights",
            "ar_tar_forward"]
 
@@ -45,6 +46,27 @@ MODELS = RNN_MODELS + ZOO_MODELS
 #: ``--optimizer`` values: the seed optimizers of Selfish-RNN's script.
 OPTIMIZERS = ("sgd", "adam")
 _AR_TAR_DEFAULTS = {"AWD": (2.0, 1.0), "ONLSTM": (2.0, 1.0)}  # AWD-LSTM's alpha, beta; ON-LSTM reuses them
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, said once: not added where the help text already gives it, nor for
+    flags without a default (``None``) or on/off switches (``False``).
+
+    Example:
+        >>> p = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
+        >>> _ = p.add_argument("--data", help="folder (default: the embedded corpus)")
+        >>> _ = p.add_argument("--lr", type=float, default=20.0, help="learning rate")
+        >>> _ = p.add_argument("--cuda", action="store_true", help="on the GPU")
+        >>> text = " ".join(p.format_help().split())
+        >>> "(default: None)" in text, "learning rate (default: 20.0)" in text, "(default: False)" in text
+        (False, True, False)
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +106,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train-batches", type=int, default=0, help="cap minibatches per epoch (0: all)")
     p.add_argument("--time-budget", type=float, default=0,
                    help="seconds: stop after the last epoch that fits (with --save, continue later with --resume)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress display (a bar on a terminal, a log line every 30 s otherwise)")
+    p.add_argument("--keep-schedule-epochs", action="store_true",
+                   help="run a dynamic-sparsity policy to the schedule's ending_epoch even past --epochs (by "
+                        "default it is fitted to --epochs, so no regrown weight is left untrained)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="draw sparsity per weight against epoch and perplexity against sparsity (matplotlib)")
+    p.add_argument("--metrics-csv", metavar="CSV", help="per-epoch sparsity, prune/regrow counts and LR as CSV")
+    p.add_argument("--tensorboard", metavar="DIR", help="the same metrics to TensorBoard (extra tensorboard)")
     p.add_argument("--synthetic-tokens", type=int, default=100_000, help="train tokens of the embedded corpus")
     o = p.add_argument_group("optimizer (default: plain torch SGD with --momentum and --anneal)")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
@@ -128,7 +158,7 @@ def parser(description: str = "Train and evaluate a word-level recurrent languag
         >>> parser().parse_args(["--nhid", "64"]).nhid
         64
     """
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     add_arguments(p)
     return p
 

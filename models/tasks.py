@@ -7,7 +7,7 @@ flags in the checkpoint (``extra['args']``); the model is rebuilt from them with
 one the checkpoint was trained on (the embedded synthetic corpus when that was none). It is installed with the
 package, so the command works outside the repository too.
 
-    python -m compress inspect dense.pt pruned.pt --data ../shared/data/ptb
+    python -m compress inspect dense.pt pruned.pt --data data/ptb
 
 Example:
     >>> import torch

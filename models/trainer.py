@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -33,7 +34,9 @@ import torch
 
 import compress
 from compress.distributed import broadcast_object
+from compress.io.checkpoint import untrained_regrowth
 from compress.reports.tables import sparsity_summary, sparsity_total
+from compress.scheduling.policies import DynamicSparsityPolicy
 
 from .builders import (
     ar_tar_forward,
@@ -51,23 +54,72 @@ __all__ = ["train", "main"]
 
 
 class _Progress:
-    """A one-line progress bar on stderr (no dependency); silent when disabled."""
+    """Progress of an epoch on stderr: a one-line bar on a terminal; elsewhere (a log file, a pipe) a plain line
+    at most every ``interval`` seconds and none with ``\\r``; silent when disabled."""
 
-    def __init__(self, prefix: str, optimizer: torch.optim.Optimizer, enabled: bool):
+    def __init__(self, prefix: str, optimizer: torch.optim.Optimizer, enabled: bool, interval: float = 30.0):
         self.prefix, self.optimizer, self.enabled = prefix, optimizer, enabled
-        self.start = time.time()
+        self.start = self.last = time.time()
+        self.tty = enabled and sys.stderr.isatty()
+        self.interval = interval
 
     def __call__(self, done: int, total: int, loss: float) -> None:
-        width = 24
-        filled = int(width * done / max(total, 1))
-        rate = done / max(time.time() - self.start, 1e-9)
-        sys.stderr.write(f"\r{self.prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                         f"loss {loss:5.2f} ppl {math.exp(min(loss, 50)):8.2f} "
-                         f"lr {self.optimizer.param_groups[0]['lr']:g} {rate:5.1f} it/s")
+        now = time.time()
+        if not self.tty and now - self.last < self.interval:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        status = (f"{done}/{total} loss {loss:5.2f} ppl {math.exp(min(loss, 50)):8.2f} "
+                  f"lr {self.optimizer.param_groups[0]['lr']:g} {rate:5.1f} it/s")
+        if self.tty:
+            width = 24
+            filled = int(width * done / max(total, 1))
+            sys.stderr.write(f"\r{self.prefix} [{'#' * filled}{'.' * (width - filled)}] {status}")
+        else:
+            sys.stderr.write(f"{self.prefix} {status}\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        sys.stderr.write("\n")
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _fit_dynamic_policies(scheduler, epochs: int, say: Callable[[str], None] = print) -> None:
+    """End every dynamic-sparsity policy that would run past ``epochs`` at ``epochs``, and say so: its last
+    prune-and-regrow then comes before the last epoch's training, never after it (regrown weights left at zero,
+    never trained, would make the final model sparser than its density)."""
+    for _, name, policy in scheduler.policies:
+        timing = policy.timing
+        if not isinstance(policy, DynamicSparsityPolicy) or timing.last < epochs:
+            continue
+        if timing.epochs is not None or timing.starting_epoch >= epochs:
+            say(f"WARNING {name}: the dynamic-sparsity policy's epochs {list(timing.active_epochs)[:5]}... do not "
+                  f"fit --epochs {epochs}; its last regrown weights will not train")
+            continue
+        policy.timing = dataclasses.replace(timing, ending_epoch=epochs)
+        say(f"{name}: ending_epoch {timing.ending_epoch} -> {epochs} (fitted to --epochs, so every regrown weight "
+              f"trains; --keep-schedule-epochs keeps the schedule's)")
+
+
+def _metrics_callbacks(args: argparse.Namespace, scheduler, history: list) -> None:
+    """Per-epoch metrics: kept for ``--plot``, written to ``--metrics-csv`` and ``--tensorboard``."""
+    scheduler.add_metrics_callback(history.append)
+    if getattr(args, "metrics_csv", None):
+        scheduler.add_metrics_callback(compress.reports.CSVMetricsWriter(args.metrics_csv))
+    if getattr(args, "tensorboard", None):
+        scheduler.add_metrics_callback(compress.reports.TensorBoardWriter(args.tensorboard))
+
+
+def _run_name(args: argparse.Namespace) -> str:
+    if args.name:
+        return args.name
+    if args.schedule:
+        return os.path.basename(args.schedule)
+    if args.sparse_mode or args.emblocks > 1 or args.emdensity < 1:
+        parts = [f"{args.sparse_mode} {args.sparse_fract:g}" if args.sparse_mode else "",
+                 f"embedding {args.emblocks} blocks, density {args.emdensity:g}" if args.emblocks > 1 else ""]
+        return "predefined sparse (" + "; ".join(p for p in parts if p) + ")"
+    return "dense"
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
@@ -129,6 +181,10 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
     # the seed's optimizers own their learning rate (NT-ASGD keeps it constant, Adam has ReduceLROnPlateau)
     schedule_drives_lr = args.optimizer is not None or any(kind == "lr_scheduler" for kind, _, _ in scheduler.policies)
     forward = ar_tar_forward(args)
+    if not getattr(args, "keep_schedule_epochs", False):
+        _fit_dynamic_policies(scheduler, args.epochs, say)
+    history: list = []
+    _metrics_callbacks(args, scheduler, history)
 
     start_epoch, best_val = 0, float("inf")
     if args.resume:
@@ -179,13 +235,22 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
         test_loss = evaluate(model, test_data, args.bptt, args.eval_batch_size)
     rows = sparsity_summary(compress.structured.dense_equivalent(model))
     total = sparsity_total(rows)
-    result = {"name": args.name or (os.path.basename(args.schedule) if args.schedule else "dense"),
+    result = {"name": _run_name(args),
               "sparsity": total.sparsity / 100, "nnz": total.nnz,
               "val_ppl": math.exp(val_loss), "test_ppl": math.exp(test_loss)}
     if best:
         result["best_test_ppl"] = best
-    say(compress.sparsity_table(rows))
+    # dynamic sparsity: the mask's sparsity beside the values' shows weights regrown but never trained
+    dynamic = any(isinstance(p, DynamicSparsityPolicy) for _, _, p in scheduler.policies)
+    say(compress.sparsity_table(rows, masks=scheduler if dynamic else None))
     say(compress.perplexity_table([result]))
+    if untrained_regrowth(scheduler):
+        say(f"WARNING: the final model holds {untrained_regrowth(scheduler)} regrown weights that never trained "
+            f"(the dynamic-sparsity policy ends after --epochs; see --keep-schedule-epochs)")
+    if getattr(args, "plot", None) and history and rank == 0:
+        if getattr(args, "metrics_csv", None):  # the whole run, also when it was resumed
+            history = compress.reports.read_metrics_csv(args.metrics_csv)
+        say(f"plot: {compress.plot_sparsity_history(history, args.plot, title=result['name'])}")
     say(f"done in {time.time() - started:.1f}s")
     finish()
     if args.results and rank == 0:

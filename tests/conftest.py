@@ -47,3 +47,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of several seconds that the default run still includes "
+                                       "(deselect with -m 'not slow')")

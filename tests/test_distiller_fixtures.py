@@ -12,16 +12,19 @@ from compress.reports.tables import sparsity_summary
 from compress_models import RNNModel
 
 FILES = sorted(glob.glob(os.path.join(DISTILLER_SCHEDULES, "word_lang_model*.yaml")))
+_ABSENT = (f"Distiller's word-LM schedules are not at {DISTILLER_SCHEDULES} (the shared reference docs, "
+           f"../shared/docs, are not kept in this repository)")
+# without the files, one skipped case that says why (an empty parametrization's skip names no reason)
+CASES = FILES or [pytest.param(None, marks=pytest.mark.skip(reason=_ABSENT))]
 
 
 def test_fixtures_are_present():
     if not os.path.isdir(DISTILLER_SCHEDULES):
-        pytest.skip(f"Distiller's word-LM schedules are not at {DISTILLER_SCHEDULES} (they are not kept in this "
-                    f"repository)")
+        pytest.skip(_ABSENT)
     assert len(FILES) == 8
 
 
-@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
+@pytest.mark.parametrize("path", CASES, ids=[os.path.basename(f) for f in FILES] or ["absent"])
 def test_distiller_schedule_runs_unchanged(path):
     torch.manual_seed(0)
     # the LARGE model's shape (2 layers, tied) at a small width: the schedules only depend on the names

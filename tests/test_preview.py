@@ -135,7 +135,10 @@ def test_cli_errors_are_the_loaders(tmp_path, capsys):
 
 
 def test_plot_needs_the_plot_extra(tmp_path, monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    modules = __import__("sys").modules
+    for name in [m for m in modules if m.startswith("matplotlib.")]:  # an earlier test may have imported them
+        monkeypatch.delitem(modules, name)
+    monkeypatch.setitem(modules, "matplotlib", None)
     with pytest.raises(compress.CompressError, match=r"compress\[plot\]"):
         plot_preview(preview_schedule(tiny_model(), SCHEDULE), tmp_path / "p.png")
 

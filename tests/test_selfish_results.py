@@ -35,3 +35,12 @@ def test_results_script_prints_one_table_and_resumes_only_what_is_unfinished(tmp
     capsys.readouterr()
     sr.main(argv)   # everything finished: nothing runs again
     assert "== " not in capsys.readouterr().out
+
+
+def test_time_budget_is_the_whole_commands_and_a_spent_one_starts_no_run(tmp_path, capsys):
+    sr = load_example("papers/selfish_results.py")
+    # half a second for the whole command: less than a second is left for the first run, so none starts
+    sr.main(["--size", "16", "--epochs", "1", "--out", str(tmp_path), "--jobs", "1", "--time-budget", "0.5"])
+    out = capsys.readouterr().out
+    assert "time budget spent: selfish and the runs after it" in out and "== " not in out
+    assert not (tmp_path / "results.jsonl").exists()

@@ -97,3 +97,19 @@ def test_iterative_time_limit_ends_the_loop_and_still_fine_tunes(tmp_path, capsy
     assert "iterative: stopped (time limit)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         sipo_ptb.parse_args(["--iterative-seconds", "-1"])
+
+
+def test_time_budget_is_checked_inside_each_search(tmp_path, capsys, monkeypatch):
+    sipo_ptb = load_example("papers/sipo_ptb.py")
+    out = str(tmp_path / "sipo")
+    sipo_ptb.main(["--out", out, "--stages", "dense"] + TINY)
+    capsys.readouterr()
+    # no clock: the stages' own checks (a positive estimate, or --iterative-seconds) pass, the per-evaluation
+    # check of --time-budget (0 s more) fails
+    monkeypatch.setattr(sipo_ptb.Run, "out_of_time", lambda self, needed, budget=None: needed == 0 and budget is None)
+    results = sipo_ptb.main(["--out", out, "--stages", "one-shot"] + TINY)
+    assert "all-in-one one-shot: time budget reached after 1 evaluations" in capsys.readouterr().out
+    assert set(results) == {"dense"}                 # a stopped search records no row; the next run searches again
+    results = sipo_ptb.main(["--out", out, "--stages", "iterative"] + TINY)
+    assert "time budget reached inside the search of epoch 0" in capsys.readouterr().out
+    assert set(results) == {"dense"}

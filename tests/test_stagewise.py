@@ -475,3 +475,11 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one():
     assert policy.iteration == full.iteration >= 3 and policy.stop_reason == full.stop_reason
     assert torch.equal(resumed_model.a.weight, model.a.weight) and torch.equal(resumed_model.b.weight, model.b.weight)
     assert policy.best["sparsity"] == full.best["sparsity"]
+
+
+def test_a_callback_that_stops_at_the_first_evaluation_gets_a_result_not_an_interrupt():
+    torch.manual_seed(0)
+    model = nn.Linear(8, 8)
+    result = compress.pruning.prune_to_constraint(model, lambda m: float(m.weight.detach().abs().sum()), 0.5,
+                                                  relative=True, callback=lambda progress: True)
+    assert result.evaluations == 1 and result.reference is not None

@@ -7,6 +7,7 @@ everything against the model, optimizer and scheduler *before* changing any of t
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
@@ -24,6 +25,42 @@ if TYPE_CHECKING:  # annotations only: io sits below scheduling
 # A thinned recurrent layer (compress.structured.thinning) keeps its surviving units as long buffers ``units_l{k}``;
 # io sits below structured, so it recognises them by that name alone, to say how to rebuild the structure.
 _THINNED_UNITS = re.compile(r"(?:^|\.)units_l\d+$")
+
+log = logging.getLogger(__name__)
+
+
+def untrained_regrowth(scheduler: Optional[CompressionScheduler]) -> int:
+    """How many weights the last prune-and-regrow events left at zero with no optimizer step since.
+
+    Dynamic-sparsity policies keep the count (``untrained_regrowth``); other policies have none.
+
+    Example:
+        >>> untrained_regrowth(None)
+        0
+    """
+    if scheduler is None:
+        return 0
+    return sum(int(getattr(policy, "untrained_regrowth", 0)) for _, _, policy in scheduler.policies)
+
+
+def warn_untrained_regrowth(path: Union[str, os.PathLike], state: Mapping[str, Any]) -> int:
+    """Warn when the checkpoint ``state`` read from ``path`` was saved with untrained regrown weights.
+
+    A checkpoint to resume from may hold them (they train when the run continues); a tool that uses the saved
+    model as it is (summary, inspect, export) calls this, because that model is sparser than its schedule's
+    density and was never trained in that topology. Returns the count (0: nothing said).
+
+    Example:
+        >>> warn_untrained_regrowth("ckpt.pt", {"untrained_regrowth": 0})
+        0
+    """
+    count = int(state.get("untrained_regrowth", 0) or 0)
+    if count:
+        log.warning("%s: saved with %d weights regrown by the last prune-and-regrow event still at zero, never "
+                    "trained: the run stopped before its dynamic-sparsity policy's ending_epoch, so this model "
+                    "is sparser than the schedule's density; resume it, or end the policy with the training",
+                    os.fspath(path), count)
+    return count
 
 
 def _is_thinned_state(state: Mapping[str, Any]) -> bool:
@@ -123,6 +160,10 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
     """
     for key, value in extra.items():
         _check_plain(value, key)
+    untrained = untrained_regrowth(scheduler)
+    if untrained:  # fine for a resume; the tools that use the file as a finished model warn (warn_untrained_regrowth)
+        log.info("%s: saved with %d untrained regrown weights (they train if the run continues)", os.fspath(path),
+                 untrained)
     state = {
         "format": FORMAT,
         "version": 1,
@@ -131,6 +172,7 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": rng_state(),
         "extra": dict(extra),
+        "untrained_regrowth": untrained,
     }
     if world()[0] == 0:
         with atomic_write(path) as f:

@@ -30,6 +30,7 @@ from torch import nn
 from compress import options
 from compress.errors import ArgumentError
 from compress.io.files import atomic_write
+from compress.progress import ProgressLog
 from compress.pruning.criteria.groups import (
     ParameterGroup,
     group_masks,
@@ -269,6 +270,7 @@ def sensitivity_analysis(model: nn.Module, evaluate: Callable[[nn.Module], float
     store = MaskStore(work)
     baseline = call_evaluate(evaluate, work)
     result = SensitivityResult(baseline, mode, parameter_groups, [float(s) for s in levels])
+    progress = ProgressLog(log, "sensitivity", len(parameter_groups) * len(levels))
     for group in parameter_groups:
         with torch.no_grad():
             reference = {n: store.parameter(n).detach().clone() for n in group.params}
@@ -282,7 +284,8 @@ def sensitivity_analysis(model: nn.Module, evaluate: Callable[[nn.Module], float
                     store.set_mask(name, masks[name], reset_state=False)
             value = call_evaluate(evaluate, work)
             values.append(value)
-            log.info("sensitivity: %s at %.3g: %.6g (baseline %.6g)", group.name, s, value, baseline)
+            log.debug("sensitivity: %s at %.3g: %.6g (baseline %.6g)", group.name, s, value, baseline)
+            progress.update(progress.done + 1, "%s at %.3g: %.6g (baseline %.6g)", group.name, s, value, baseline)
             if callback is not None:
                 callback(group.name, float(s), value)
         with torch.no_grad():

@@ -26,6 +26,7 @@ Distiller::
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import (
@@ -48,6 +49,9 @@ from torch import nn
 from compress.distributed import all_gather_object, is_distributed
 from compress.errors import ArgumentError
 from compress.io.files import atomic_write
+from compress.progress import ProgressLog
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ActivationStatsCollector", "collect_activation_stats", "run_calibration", "save_stats", "load_stats",
            "validate_stats", "Stats"]
@@ -361,7 +365,7 @@ class ActivationStatsCollector:
         return out
 
 
-def run_calibration(model: nn.Module, calibration: Calibration) -> None:
+def run_calibration(model: nn.Module, calibration: Calibration, what: str = "calibration") -> None:
     """Run ``model`` over calibration data, in eval mode and without gradients.
 
     Args:
@@ -369,6 +373,8 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
         calibration: a callable ``calibration(model)`` that runs the model itself (the way to carry a recurrent
             state across batches), or an iterable of inputs: a tuple/list is unpacked into ``model(*batch)``,
             a mapping into ``model(**batch)``, anything else is passed as ``model(batch)``.
+        what: the name of the work in its progress lines (INFO, at most one every 30 s: forward calls so far
+            and, for an iterable with a length, the share done).
 
     Raises:
         ArgumentError: (key ``calibration``) the model cannot be called on an item of an iterable (a
@@ -383,6 +389,15 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
     """
     was_training = model.training
     model.eval()
+    total = len(calibration) if not callable(calibration) and hasattr(calibration, "__len__") else None
+    progress = ProgressLog(log, what, total)
+    calls = [0]
+
+    def count(module, inputs, output):
+        calls[0] += 1
+        progress.update(calls[0], "forward calls")
+
+    handle = model.register_forward_hook(count)
     try:
         with torch.no_grad():
             if callable(calibration):
@@ -399,6 +414,7 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
                     except TypeError as exc:
                         raise ArgumentError("calibration", _CALL_FAILED.format(index=index, exc=exc)) from exc
     finally:
+        handle.remove()
         model.train(was_training)
 
 
@@ -429,10 +445,10 @@ def collect_activation_stats(model: nn.Module, calibration: Calibration, modules
     """
     collector = ActivationStatsCollector(model, modules, channels)
     with collector:
-        run_calibration(model, calibration)
+        run_calibration(model, calibration, "calibration" + (" pass 1/2" if laplace else ""))
         if laplace:
             collector.second_pass()
-            run_calibration(model, calibration)
+            run_calibration(model, calibration, "calibration pass 2/2")
     return collector.stats()
 
 

@@ -15,7 +15,9 @@ is made by a factory named on the command line as ``module:function`` (``--task`
 The default, ``compress_models.tasks:make_task``, rebuilds ``examples/word_lm.py`` models from the flags that
 script stores in its checkpoints (``extra['args']``); it is installed with the reference models, and imported only
 when the command runs (``compress`` itself imports nothing from them).
-Parameters are counted over unique tensors, so a tied embedding/decoder counts once. A thinned checkpoint
+Parameters are counted over unique tensors, so a tied embedding/decoder counts once, and biases included (as
+SiPO counts); the row ``sparsity of weight matrices (%)`` leaves biases out and is the ``Total`` of
+:func:`compress.sparsity_table` (81.64% against 81.01% with biases for the README's first model). A thinned checkpoint
 (:func:`compress.thin`: hidden units removed) is rebuilt from the task's dense model with
 :func:`~compress.structured.thinned_skeleton`, so ``inspect DENSE THINNED`` compares the two.
 """
@@ -30,8 +32,8 @@ from tabulate import tabulate
 from torch import nn
 
 from compress.errors import CheckpointError, CompressError
-from compress.io.checkpoint import read_checkpoint
-from compress.reports.tables import format_count
+from compress.io.checkpoint import read_checkpoint, warn_untrained_regrowth
+from compress.reports.tables import format_count, sparsity_summary, sparsity_total
 from compress.structured.thinning import is_thinned_state, thinned_skeleton
 
 __all__ = ["ModelReport", "count_parameters", "inspect_model", "inspection_table", "load_task",
@@ -49,12 +51,15 @@ class ModelReport:
         total: parameters (unique tensors' elements).
         pruned: elements that are exactly zero.
         metrics: label → value, in display order.
+        weight_sparsity: percent of the weight matrices' values that are zero (biases left out), the total of
+            :func:`compress.sparsity_table`; ``None`` when not computed.
     """
 
     name: str
     total: int
     pruned: int
     metrics: Dict[str, float] = field(default_factory=dict)
+    weight_sparsity: Optional[float] = None
 
     @property
     def sparsity(self) -> float:
@@ -88,15 +93,21 @@ def inspect_model(name: str, model: nn.Module,
         >>> import torch
         >>> report = inspect_model("tiny", torch.nn.Linear(4, 2), evaluate=lambda m: {"val ppl": 12.5})
         >>> print(inspection_table([report], tablefmt="plain"))
-                            tiny
-        total parameters      10
-        pruned                 0
-        sparsity (%)        0.00
-        val ppl            12.50
+                                           tiny
+        total parameters                     10
+        pruned                                0
+        sparsity (%)                       0.00
+        sparsity of weight matrices (%)    0.00
+        val ppl                           12.50
     """
     total, zeros = count_parameters(model)
     metrics = dict(evaluate(model)) if evaluate is not None else {}
-    return ModelReport(name, total, zeros, {k: float(v) for k, v in metrics.items()})
+    weights = sparsity_total(sparsity_summary(model)).sparsity
+    return ModelReport(name, total, zeros, {k: float(v) for k, v in metrics.items()}, weights)
+
+
+def _format_percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def inspection_table(reports: Sequence[ModelReport], tablefmt: str = "psql", digits: int = 2) -> str:
@@ -107,6 +118,9 @@ def inspection_table(reports: Sequence[ModelReport], tablefmt: str = "psql", dig
     body = [["total parameters"] + [format_count(r.total) for r in reports],
             ["pruned"] + [format_count(r.pruned) for r in reports],
             ["sparsity (%)"] + [f"{100 * r.sparsity:.2f}" for r in reports]]
+    # SiPO's count includes biases; the sparsity table's Total counts weight matrices only: show both
+    if any(r.weight_sparsity is not None for r in reports):
+        body.append(["sparsity of weight matrices (%)"] + [_format_percent(r.weight_sparsity) for r in reports])
     for label in labels:
         body.append([label] + [f"{r.metrics[label]:.{digits}f}" if label in r.metrics else "-" for r in reports])
     return tabulate(body, headers=[""] + [r.name for r in reports], tablefmt=tablefmt, disable_numparse=True,
@@ -142,6 +156,7 @@ def rebuild_model(path: str, task: Any) -> Tuple[nn.Module, Dict[str, Any]]:
         CheckpointError: the file is unreadable, or its weights do not fit the model the task built.
     """
     state = read_checkpoint(path)
+    warn_untrained_regrowth(path, state)
     model = task.build_model(state)
     if is_thinned_state(state["model"]) and not is_thinned_state(model.state_dict()):
         model = thinned_skeleton(model, state["model"])  # the task builds dense models; shrink it to fit

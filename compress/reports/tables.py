@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import (
     Any,
     Dict,
@@ -88,6 +88,9 @@ class SparsityRow:
         abs_mean: mean of the absolute values; NaN when the tensor is empty.
         aliases: the other names under which the same tensor (same storage view) appears, in order;
             empty when the tensor is not tied.
+        mask_sparsity: percent of the tensor's mask that is pruned, when masks were given (``None`` otherwise;
+            ``0.0`` for a tensor without a mask). Above ``fine`` where kept weights are zero: weights regrown by
+            dynamic sparsity that have not trained yet.
     """
 
     name: str
@@ -101,6 +104,7 @@ class SparsityRow:
     mean: float
     abs_mean: float
     aliases: Tuple[str, ...] = ()
+    mask_sparsity: Optional[float] = None
 
     @property
     def density(self) -> float:
@@ -216,7 +220,28 @@ def _check_param_dims(param_dims: Iterable[int]) -> frozenset:
     return frozenset(int(d) for d in dims)
 
 
-def sparsity_summary(source: SparsitySource, param_dims: Iterable[int] = (2, 4)) -> List[SparsityRow]:
+def _mask_lookup(masks: Any) -> Dict[str, torch.Tensor]:
+    """Masks by name from a scheduler, a MaskStore or a mapping of name -> bool tensor."""
+    if masks is None:
+        return {}
+    store = getattr(masks, "masks", masks)  # a CompressionScheduler holds its MaskStore as .masks
+    items = store.items() if hasattr(store, "items") else None
+    if items is None:
+        raise TypeError(f"masks: expected a scheduler, a MaskStore or a mapping of name -> mask, got "
+                        f"{type(masks).__name__}")
+    return {str(k): v for k, v in items}
+
+
+def _mask_sparsity(row: SparsityRow, masks: Mapping[str, torch.Tensor]) -> float:
+    for name in (row.name, *row.aliases):
+        mask = masks.get(name)
+        if mask is not None:
+            return 100.0 * (1.0 - int(mask.sum()) / mask.numel()) if mask.numel() else 0.0
+    return 0.0
+
+
+def sparsity_summary(source: SparsitySource, param_dims: Iterable[int] = (2, 4),
+                     masks: Any = None) -> List[SparsityRow]:
     """Compute per-tensor sparsity statistics of a model's weights.
 
     Definitions (for a weight stored as ``W`` of shape ``(out, in, ...)``):
@@ -248,6 +273,8 @@ def sparsity_summary(source: SparsitySource, param_dims: Iterable[int] = (2, 4))
             ``*_extra_state`` that are not tensors are ignored; any other non-tensor value raises ``TypeError``.
         param_dims: tensor ranks to include; Distiller's default ``(2, 4)`` covers Linear/LSTM/embedding
             weights (2-D) and conv weights (4-D).
+        masks: a scheduler, its ``MaskStore`` or a mapping name -> keep-mask: fills each row's
+            ``mask_sparsity`` (the mask's share pruned, beside ``fine``, the values' share zero).
 
     Returns:
         One :class:`SparsityRow` per distinct weight tensor, in first-seen order.
@@ -277,7 +304,11 @@ def sparsity_summary(source: SparsitySource, param_dims: Iterable[int] = (2, 4))
         else:
             first[key] = (name, t)
             aliases[key] = []
-    return [_row_for(name, t, tuple(aliases[key])) for key, (name, t) in first.items()]
+    rows = [_row_for(name, t, tuple(aliases[key])) for key, (name, t) in first.items()]
+    if masks is not None:
+        lookup = _mask_lookup(masks)
+        rows = [replace(r, mask_sparsity=_mask_sparsity(r, lookup)) for r in rows]
+    return rows
 
 
 def sparsity_total(rows: Iterable[SparsityRow]) -> SparsityTotal:
@@ -386,6 +417,7 @@ def sparsity_table(
     param_dims: Iterable[int] = (2, 4),
     tablefmt: str = "psql",
     by_gate: bool = False,
+    masks: Any = None,
 ) -> str:
     """Render the sparsity summary as a text table with a final ``Total`` row.
 
@@ -403,6 +435,10 @@ def sparsity_table(
         tablefmt: any ``tabulate`` table format (``"psql"``, ``"github"``, ``"plain"``, ...).
         by_gate: after each packed LSTM/GRU tensor, one row per gate (``rnn.weight_hh_l0[gate=f]``,
             :func:`gate_sparsity_rows`); the total counts each tensor once. ``source`` must be a module.
+        masks: a scheduler, a ``MaskStore`` or a mapping name -> keep-mask: adds ``Mask (%)`` (the share of each
+            mask that is pruned) after ``Fine (%)`` (the share of values that are zero). The column also appears
+            when the rows already carry ``mask_sparsity``. Where the two differ, kept weights are zero: after a
+            prune-and-regrow event, regrown weights that have not trained yet.
 
     Returns:
         The table as a string (no trailing newline).
@@ -419,34 +455,48 @@ def sparsity_table(
         weight  2 x 4                8               3       62.50        0.00       50.00  0.88641  0.25000     0.50000
         Total   -                    8               3       62.50           -           -        -        -           -
     """
-    rows = list(source) if _is_row_list(source) else sparsity_summary(source, param_dims)  # type: ignore[arg-type]
+    if _is_row_list(source):
+        rows = list(source)  # type: ignore[arg-type]
+        if masks is not None:
+            lookup = _mask_lookup(masks)
+            rows = [replace(r, mask_sparsity=_mask_sparsity(r, lookup)) for r in rows]
+    else:
+        rows = sparsity_summary(source, param_dims, masks)  # type: ignore[arg-type]
     if by_gate and not isinstance(source, nn.Module):
         raise TypeError("sparsity_table(by_gate=True) needs the model (an nn.Module): a state_dict or rows do not "
                         "say which tensors are packed LSTM/GRU gates")
     shown = [g for r in rows for g in [r] + (gate_sparsity_rows(source, r) if by_gate else [])]
+    with_masks = any(r.mask_sparsity is not None for r in rows)
     body: List[List[str]] = []
     for r in shown:
-        body.append(
-            [
-                _display_name(r),
-                _format_shape(r.shape),
-                format_count(r.nnz_dense),
-                format_count(r.nnz_sparse),
-                _format_float(r.fine, 2),
-                _format_float(r.rows, 2),
-                _format_float(r.cols, 2),
-                _format_float(r.std, 5),
-                _format_float(r.mean, 5),
-                _format_float(r.abs_mean, 5),
-            ]
-        )
+        cells = [
+            _display_name(r),
+            _format_shape(r.shape),
+            format_count(r.nnz_dense),
+            format_count(r.nnz_sparse),
+            _format_float(r.fine, 2),
+        ]
+        if with_masks:
+            cells.append(_format_float(r.mask_sparsity, 2))  # "-" for a row without (a gate's breakdown)
+        cells += [
+            _format_float(r.rows, 2),
+            _format_float(r.cols, 2),
+            _format_float(r.std, 5),
+            _format_float(r.mean, 5),
+            _format_float(r.abs_mean, 5),
+        ]
+        body.append(cells)
     total = sparsity_total(rows)
-    body.append(
-        ["Total", _MISSING, format_count(total.numel), format_count(total.nnz), _format_float(total.sparsity, 2)]
-        + [_MISSING] * 5
-    )
-    colalign = ("left", "left") + ("right",) * 8
-    return tabulate(body, headers=list(SPARSITY_HEADERS), tablefmt=tablefmt, disable_numparse=True, colalign=colalign)
+    totals = ["Total", _MISSING, format_count(total.numel), format_count(total.nnz), _format_float(total.sparsity, 2)]
+    if with_masks:
+        pruned = sum((r.mask_sparsity or 0.0) / 100.0 * r.nnz_dense for r in rows)
+        totals.append(_format_float(100.0 * pruned / total.numel if total.numel else 0.0, 2))
+    body.append(totals + [_MISSING] * 5)
+    headers = list(SPARSITY_HEADERS)
+    if with_masks:
+        headers.insert(5, "Mask (%)")
+    colalign = ("left", "left") + ("right",) * (len(headers) - 2)
+    return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=colalign)
 
 
 # Recognised perplexity_table keys, in column order: key -> header.
@@ -496,8 +546,8 @@ def perplexity_table(rows: Iterable[Mapping[str, Any]], tablefmt: str = "psql") 
       when at least one row has a non-``None`` accuracy.
 
     Any other key becomes an extra column, headed by the key itself, in first-seen order after the
-    recognised ones; ints print with thousands separators, floats with 6 significant digits, anything else
-    with ``str``.
+    recognised ones; a key ending in ``_ppl`` prints with 2 decimals like the perplexities, other ints with
+    thousands separators, other floats with 6 significant digits, anything else with ``str``.
 
     Args:
         rows: one mapping per experiment.
@@ -554,8 +604,8 @@ def perplexity_table(rows: Iterable[Mapping[str, Any]], tablefmt: str = "psql") 
                     cells.append(format_count(value))
                 except (TypeError, ValueError) as exc:
                     raise type(exc)(f"row {i}: 'nnz': {exc}") from None
-            elif key in ("val_ppl", "test_ppl"):
-                cells.append(_format_ppl(value, key, i))
+            elif key in ("val_ppl", "test_ppl") or str(key).endswith("_ppl"):
+                cells.append(_format_ppl(value, key, i))  # every perplexity with the same 2 decimals
             else:
                 cells.append(_format_extra(value))
         body.append(cells)

@@ -6,7 +6,7 @@ epoch, pruned weights (and their optimizer state) are set back to exactly zero.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from compress.context import Timing
 from compress.distributed import check_identical, is_distributed
 from compress.errors import CheckpointError
 from compress.pruning.base import Pruner
+from compress.scheduling.metrics import epoch_metrics
 from compress.scheduling.policies import policy_for
 from compress.scheduling.policies.base import (
     HookContext,
@@ -81,6 +82,8 @@ class CompressionScheduler:
         #: after any hook that changed a mask; a difference is a RankMismatchError naming the tensor
         self.check_masks_across_ranks = True
         self._checked_changes = -1
+        self._metrics_callbacks: List[Callable[[Dict[str, float]], Any]] = []
+        self._metrics_masks: Optional[Dict[str, torch.Tensor]] = None
 
     @property
     def optimizer(self) -> Optional[torch.optim.Optimizer]:
@@ -91,6 +94,25 @@ class CompressionScheduler:
         """Distiller's ``zeros_mask_dict``, read only: parameter name -> an object with ``.mask`` (0/1 in the
         parameter's dtype, or ``None``). Masks are changed through :attr:`masks`."""
         return ParameterMaskers(self.masks)
+
+    def add_metrics_callback(self, callback: Callable[[Dict[str, float]], Any]) -> None:
+        """Call ``callback(record)`` after every :meth:`on_epoch_end` with the epoch's metrics: sparsity (values
+        and masks) per masked weight, prune/regrow counts, LR and the loop's ``metrics`` (keys:
+        :mod:`compress.scheduling.metrics`). ``compress.reports.CSVMetricsWriter(path)`` and
+        ``TensorBoardWriter(logdir)`` are ready-made callbacks.
+
+        Example:
+            >>> model = nn.Linear(3, 3, bias=False)
+            >>> scheduler = CompressionScheduler(model, torch.optim.SGD(model.parameters(), lr=0.1))
+            >>> records = []
+            >>> scheduler.add_metrics_callback(records.append)
+            >>> scheduler.on_epoch_end(0, metrics={"min": 4.2})
+            >>> records
+            [{'epoch': 0, 'lr': 0.1, 'metric/min': 4.2}]
+        """
+        if not callable(callback):
+            raise TypeError(f"add_metrics_callback: {callback!r} is not callable")
+        self._metrics_callbacks.append(callback)
 
     def add_policy(self, policy: Union[ScheduledTrainingPolicy, Pruner], epochs: Optional[Sequence[int]] = None,
                    starting_epoch: Optional[int] = None, ending_epoch: Optional[int] = None,
@@ -210,6 +232,11 @@ class CompressionScheduler:
             policy.on_epoch_end(ctx, **kwargs)
         self._check_masks(force=True)
         self.epoch, self.minibatch_id = epoch + 1, None
+        if self._metrics_callbacks:
+            record, self._metrics_masks = epoch_metrics(self.masks, epoch, self.optimizer, kwargs.get("metrics"),
+                                                        self._metrics_masks)
+            for callback in self._metrics_callbacks:
+                callback(dict(record))
 
     def _check_masks(self, force: bool) -> None:
         # At epoch boundaries always (every rank gets there); within an epoch only when a mask changed, which the

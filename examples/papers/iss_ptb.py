@@ -46,12 +46,13 @@ import compress
 from compress.quantization import export_model, save_quantized
 from compress.structured import hidden_sizes, thin_optimizer, thinned_skeleton, thinning_plan
 from compress_models import RNNModel, batchify, load_corpus, synthetic_corpus
+from compress_models.builders import DefaultsHelpFormatter
 from compress_models.training import evaluate, train_epoch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="PTB folder (default: the embedded synthetic corpus)")
     p.add_argument("--train-tokens", type=int, default=0, help="use only the first N training tokens (0: all)")
     p.add_argument("--synthetic-tokens", type=int, default=100_000, help="training tokens of the embedded corpus")

@@ -18,7 +18,7 @@ it, so a run cut off by a time limit continues when the same command is given ag
 The table (validation and test perplexity of the final model) is printed and written to ``OUT/results.md``.
 
     python examples/papers/predefined_sparse_ptb.py --jobs 1 --epochs 1 --max-train-batches 5    # CPU smoke run
-    python examples/papers/predefined_sparse_ptb.py --cuda --data ../shared/data/ptb --jobs 5 --epochs 8
+    python examples/papers/predefined_sparse_ptb.py --cuda --data data/ptb --jobs 5 --epochs 8
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from compress.io.checkpoint import read_checkpoint
 from compress.reports.tables import perplexity_table
 from compress.structured.geometry import lstm_block_structure
 from compress_models import builders, trainer
+from compress_models.builders import DefaultsHelpFormatter
 from compress_models.sparse_lm import layer_reductions
 
 RUNS = ("dense", "sparse", "mask", "agp", "selfish")
@@ -47,8 +48,8 @@ TITLES = {"dense": "dense", "sparse": "predefined sparse (module)", "mask": "pre
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", help="corpus folder (e.g. ../shared/data/ptb); default: the embedded synthetic corpus")
+                                formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--data", help="corpus folder (e.g. data/ptb); default: the embedded synthetic corpus")
     p.add_argument("--out", default="runs/predefined_sparse", help="folder for checkpoints, logs and results")
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
     p.add_argument("--emsize", type=int, default=400)

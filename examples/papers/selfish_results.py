@@ -13,7 +13,7 @@ hyperparameters, started side by side (one process each) and printed as one tabl
 Each run checkpoints after every epoch; run the same command again to continue after ``--time-budget`` (or a
 lost machine) stopped it. Finished runs are not repeated.
 
-    python examples/papers/selfish_results.py --data ../shared/data/ptb --cuda --size 650 --epochs 20 \\
+    python examples/papers/selfish_results.py --data data/ptb --cuda --size 650 --epochs 20 \\
         --out runs/selfish --time-budget 540
     python examples/papers/selfish_results.py --size 32 --epochs 2 --out /tmp/selfish --jobs 1 \\
         --extra --max-train-batches 5        # a CPU smoke run on the embedded corpus
@@ -26,13 +26,15 @@ import math
 import os
 import subprocess
 import sys
-from typing import Dict, List
+import time
+from typing import Dict, List, Optional
 
+import torch
 import yaml
 from tabulate import tabulate
 
 from compress_models import load_corpus, trainer
-from compress_models.builders import parse_args
+from compress_models.builders import DefaultsHelpFormatter, parse_args
 
 CONFIGS = ("selfish", "static", "agp", "dense-small", "dense")
 SPARSE_WEIGHTS = ["encoder.weight", "rnn.weight_*", "decoder.weight"]   # every non-bias weight of RNNModel
@@ -91,8 +93,6 @@ def commands(args: argparse.Namespace, vocab: int) -> Dict[str, List[str]]:
         common += ["--data", args.data]
     if args.cuda:
         common.append("--cuda")
-    if args.time_budget:
-        common += ["--time-budget", str(args.time_budget)]
     out = {}
     for name, schedule in schedules(args.density, args.epochs, args.nonmono).items():
         size = small if name == "dense-small" else args.size
@@ -143,7 +143,7 @@ def table(rows: Dict[str, dict], args: argparse.Namespace, vocab: int) -> str:
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="PTB folder (default: the embedded synthetic corpus)")
     p.add_argument("--size", type=int, default=650, help="emsize = nhid of the full models")
     p.add_argument("--epochs", type=int, default=20)
@@ -154,29 +154,56 @@ def main(argv=None) -> str:
     p.add_argument("--seed", type=int, default=1111)
     p.add_argument("--out", required=True, help="folder for schedules, checkpoints, logs and results")
     p.add_argument("--cuda", action="store_true")
-    p.add_argument("--time-budget", type=float, default=0, help="seconds per run of this command")
+    p.add_argument("--time-budget", type=float, default=0,
+                   help="seconds for this whole command (0: no limit): each run gets what is left when it starts, "
+                        "and no run starts once it is spent; run the command again to continue")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per run (default: the CPU count divided among the runs at once)")
     p.add_argument("--jobs", type=int, default=len(CONFIGS),
                    help="runs at once (1: one after the other, in this process)")
     p.add_argument("--only", nargs="*", choices=CONFIGS, help="run these configurations only")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more word_lm.py flags for every run")
     args = p.parse_args(argv)
+    started = time.time()
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, min(args.jobs, len(CONFIGS))))
+
+    def budget_flags() -> Optional[List[str]]:
+        """``--time-budget`` for a run starting now: what is left of the command's; ``None`` when spent."""
+        if not args.time_budget:
+            return []
+        left = args.time_budget - (time.time() - started)
+        return ["--time-budget", f"{left:.0f}"] if left >= 1 else None
+
     vocab = len(load_corpus(args.data).dictionary) if args.data else SYNTHETIC_VOCAB
     done = finished(args.out) if os.path.isdir(args.out) else {}
     todo = {n: c for n, c in commands(args, vocab).items() if n not in done and (not args.only or n in args.only)}
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if args.jobs <= 1:
+        torch.set_num_threads(threads)
         for name, cmd in todo.items():
-            print(f"== {name}: word_lm.py {' '.join(cmd)}")
-            trainer.train(parse_args(cmd))
+            budget = budget_flags()
+            if budget is None:
+                print(f"time budget spent: {name} and the runs after it are left for the next call")
+                break
+            print(f"== {name}: word_lm.py {' '.join(cmd + budget)}")
+            trainer.train(parse_args(cmd + budget))
     else:
         pending = list(todo.items())
         running = []
         while pending or running:
             while pending and len(running) < args.jobs:
+                budget = budget_flags()
+                if budget is None:
+                    print(f"time budget spent: {', '.join(n for n, _ in pending)} left for the next call")
+                    pending = []
+                    break
                 name, cmd = pending.pop(0)
                 log = open(os.path.join(args.out, f"{name}.log"), "a")
-                print(f"== {name}: word_lm.py {' '.join(cmd)}", flush=True)
-                running.append((name, subprocess.Popen([sys.executable, "-m", "compress_models.trainer"] + cmd,
-                                                       stdout=log, stderr=subprocess.STDOUT), log))
+                print(f"== {name}: word_lm.py {' '.join(cmd + budget)} ({threads} threads)", flush=True)
+                running.append((name, subprocess.Popen([sys.executable, "-m", "compress_models.trainer"] + cmd + budget,
+                                                       stdout=log, stderr=subprocess.STDOUT, env=env), log))
+            if not running:
+                break
             name, proc, log = running.pop(0)
             proc.wait()
             log.close()

@@ -99,11 +99,14 @@ def schedule_yaml(schedule: Dict[str, Any], args: argparse.Namespace) -> str:
         needs.append("--tied")
     if args.couple:
         needs.append("--couple")
+    if args.nlayers != 2:
+        needs += ["--nlayers", str(args.nlayers)]
     if args.optimizer:
         needs += ["--optimizer", args.optimizer]
     header = "# Made by examples/papers/selfish_rnn.py --print-schedule from the Selfish-RNN flags.\n"
     if needs:
         header += f"# example-args: {' '.join(needs)}\n"
+        header += f"# run it: python examples/word_lm.py --schedule THIS_FILE {' '.join(needs)}\n"
     return header + yaml.safe_dump(schedule, sort_keys=False)
 
 

@@ -4,7 +4,7 @@ iteratively (stage-wise, with retraining), and print one table.
 Every stage writes its state to ``--out``; run the same command again to continue where it stopped (after a
 ``--time-budget`` stop, a crash, or a killed job). Finished stages are not redone.
 
-    python examples/papers/sipo_ptb.py --data ../shared/data/ptb --cuda --out runs/sipo --time-budget 540
+    python examples/papers/sipo_ptb.py --data data/ptb --cuda --out runs/sipo --time-budget 540
     python examples/papers/sipo_ptb.py --epochs 1 --max-train-batches 5 --emsize 16 --nhid 16     # a CPU smoke run
 
 The model is PyTorch's word-LM example at 200 units (4,653,200 parameters with PTB's 10,000 words, biases
@@ -16,7 +16,7 @@ of the pipeline, so several pruning runs can start from one dense model (copy ``
 ``results.json`` into another ``--out``). Checkpoints carry the word_lm flags, so ``python -m compress inspect``
 can read them:
 
-    python -m compress inspect runs/sipo/dense_best.pt runs/sipo/iterative_best.pt --data ../shared/data/ptb
+    python -m compress inspect runs/sipo/dense_best.pt runs/sipo/iterative_best.pt --data data/ptb
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from compress_models import (
     synthetic_corpus,
     train_epoch,
 )
+from compress_models.builders import DefaultsHelpFormatter
 
 STAGES = ("dense", "one-shot", "iterative")
 # Per metric: (one-shot degradation, iterative search degradation, recovery tolerance, relative). Accuracy: SiPO's
@@ -55,7 +56,7 @@ ONE_SHOT = (("all-in-one one-shot", "all_in_one", "greedy"), ("layer-wise one-sh
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", help="PTB folder (default: the embedded synthetic corpus, for smoke runs)")
     p.add_argument("--out", default="runs/sipo", help="state folder; rerun with the same folder to continue")
     p.add_argument("--cuda", action="store_true")
@@ -179,6 +180,13 @@ class Run:
         budget = self.args.time_budget if budget is None else budget
         return bool(budget) and time.time() - self.started + needed > budget
 
+    def budgeted_metric(self, model) -> float:
+        """:meth:`search_metric`, checking ``--time-budget`` first: a search inside the scheduler (the iterative
+        stage) stops at the evaluation that would pass it (:class:`OutOfTime`) instead of after the search."""
+        if self.out_of_time(0):
+            raise OutOfTime()
+        return self.search_metric(model)
+
     def save_results(self) -> None:
         tmp = self.results_file + ".tmp"
         with open(tmp, "w") as f:
@@ -209,6 +217,10 @@ class Run:
         """One epoch of training, under ``scheduler``'s hooks when given (the dense stage has none)."""
         train_epoch(model, self.train_data, optimizer, scheduler or compress.CompressionScheduler(model, optimizer),
                     epoch, bptt=self.args.bptt, clip=self.args.clip, max_batches=self.args.max_train_batches)
+
+
+class OutOfTime(Exception):
+    """``--time-budget`` was reached inside a search; the stage stops and the next run repeats the search."""
 
 
 def dense_stage(run: Run) -> bool:
@@ -264,9 +276,21 @@ def one_shot_stage(run: Run) -> bool:
             return False
         model = load_dense(run)
         strategy = NCSRateSearch(generations=args.ncs_generations) if search == "ncs" else search
+        stopped = []
+
+        def out_of_time(progress, stopped=stopped) -> bool:  # checked after every evaluation of the search
+            if run.out_of_time(0):
+                stopped.append(progress.evaluations)
+            return bool(stopped)
+
         result = prune_to_constraint(model, run.search_metric, args.oneshot_degradation, mode=args.mode,
                                      relative=args.relative, grouping=grouping, search=strategy,
-                                     max_evaluations=args.max_evaluations if search == "greedy" else None)
+                                     max_evaluations=args.max_evaluations if search == "greedy" else None,
+                                     callback=out_of_time)
+        if stopped:
+            print(f"{name}: time budget reached after {stopped[0]} evaluations of its search; run the same "
+                  f"command again to search again", flush=True)
+            return False
         run.results[name] = run.row(name, model, metric=args.metric, evaluations=result.evaluations,
                                     search_seconds=round(result.seconds, 1), rates=result.rates)
         run.save_results()
@@ -292,7 +316,7 @@ def iterative_stage(run: Run) -> bool:
         return True
     model = load_dense(run, args.retrain_dropout)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.retrain_lr)
-    scheduler = compress.dict_config(model, optimizer, iterative_schedule(args), evaluate=run.search_metric)
+    scheduler = compress.dict_config(model, optimizer, iterative_schedule(args), evaluate=run.budgeted_metric)
     policy = scheduler.policies[0][2]
 
     def record(value: float, key: str) -> bool:
@@ -326,7 +350,12 @@ def iterative_stage(run: Run) -> bool:
             if run.out_of_time(run.epoch_seconds + 30):
                 return False
             t = time.time()
-            scheduler.on_epoch_begin(epoch, optimizer)
+            try:
+                scheduler.on_epoch_begin(epoch, optimizer)
+            except OutOfTime:
+                print(f"iterative: time budget reached inside the search of epoch {epoch}; run the same command "
+                      f"again: it continues from the checkpoint of epoch {epoch - 1}", flush=True)
+                return False
             if policy.finished:
                 break
             if policy.last_search_epoch == epoch:  # a new iteration: retrain from a high LR, as SiPO
@@ -401,6 +430,8 @@ def table(results: Dict[str, Any]) -> str:
 def main(argv=None) -> Dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("compress.pruning.rate_search",):  # the searches' progress lines
+        logging.getLogger(name).setLevel(logging.INFO)
     run = Run(args)
     made_with = {r.get("metric") for name, r in run.results.items() if name != "dense"} - {None, args.metric}
     if made_with:

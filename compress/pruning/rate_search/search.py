@@ -43,6 +43,7 @@ from torch import nn
 from compress import options
 from compress.distributed import mean_over_ranks
 from compress.errors import ArgumentError, key_path
+from compress.progress import ProgressLog
 from compress.pruning.criteria.groups import (
     ParameterGroup,
     count_pruned,
@@ -264,6 +265,7 @@ class _Objective:
         self.history: List[Candidate] = []
         self.best: Optional[Candidate] = None
         self._cache: Dict[Tuple[int, ...], Candidate] = {}
+        self.progress = ProgressLog(log, f"{method} search", max_evaluations)
 
     def rates_dict(self, x: Sequence[float]) -> Dict[str, float]:
         return {g.name: float(v) for g, v in zip(self.groups, x)}
@@ -319,6 +321,8 @@ class _Objective:
         else:
             log.debug("%s: evaluation %d: sparsity %.4f value %.4g degradation %.4g", self.method,
                       self.evaluations, sparsity, value, degradation)
+        self.progress.update(self.evaluations, "best sparsity %s",
+                             "-" if self.best is None else f"{self.best.sparsity:.4f}")
         if self.callback is not None and self.callback(
                 SearchProgress(self.method, self.evaluations, self.step, cand, self.best)):
             raise _Stop()
@@ -565,6 +569,8 @@ def search_group_rates(model: nn.Module, groups: Sequence[ParameterGroup], evalu
     except BaseException:
         objective.restore()
         raise
+    if reference is None and objective.history:  # the callback stopped the search at its first evaluation
+        reference = objective.history[0]
     if reference is None:  # interrupted during the very first evaluation: nothing is known
         objective.restore()
         raise KeyboardInterrupt
