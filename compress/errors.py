@@ -5,7 +5,8 @@ files) and carry the user's own words: the file, the line, the key path, the nam
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+import reprlib
+from typing import Any, Optional, Tuple, Union
 
 #: A key path: ``("pruners", "agp", "weights", 1)`` is ``pruners.agp.weights[1]``.
 KeyPath = Tuple[Union[str, int], ...]
@@ -34,6 +35,22 @@ def key_path(key: KeyLike, *more: Union[str, int]) -> KeyPath:
         ('levels', 'rnn.weight_hh_l0')
     """
     return (tuple(key) if isinstance(key, tuple) else (key,)) + tuple(more)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxtuple, _SHORT.maxset = 3, 6, 6, 6, 6
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 80, 80, 40
+
+
+def describe(value: Any) -> str:
+    """``repr(value)`` cut short, for messages: a value read from a file may be huge or share itself many times
+    over (a YAML alias of an alias), and an error message must not expand it.
+
+    Example:
+        >>> describe([[1, 2]] * 100)
+        '[[1, 2], [1, 2], [1, 2], [1, 2], [1, 2], [1, 2], ...]'
+    """
+    return _SHORT.repr(value)
 
 
 class CompressError(Exception):

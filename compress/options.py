@@ -22,12 +22,19 @@ import math
 from numbers import Integral, Real
 from typing import Any, Callable, Iterable, List, Mapping, Optional, TypeVar
 
-from compress.errors import ArgumentError, KeyLike
+from compress.errors import ArgumentError, KeyLike, describe
 
 T = TypeVar("T")
 
 __all__ = ["number", "integer", "fraction", "boolean", "choice", "name", "mapping", "names", "function",
            "optional", "sequence"]
+
+
+def _finite(value: Real) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _interval(minimum: Optional[float], maximum: Optional[float], min_open: bool, max_open: bool) -> str:
@@ -44,12 +51,16 @@ def number(key: KeyLike, value: Any, *, minimum: Optional[float] = None, maximum
         ArgumentError: not a number (booleans and strings included), NaN, infinite, or out of bounds.
     """
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise ArgumentError(key, f"expected a number, got {value!r}")
-    value = float(value)
+        raise ArgumentError(key, f"expected a number, got {describe(value)}")
+    given = value
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float's range
+        value = math.inf
     bounded = minimum is not None or maximum is not None
     if not math.isfinite(value):
         where = f" in {_interval(minimum, maximum, min_open, max_open)}" if bounded else ""
-        raise ArgumentError(key, f"expected a finite number{where}, got {value}")
+        raise ArgumentError(key, f"expected a finite number{where}, got {describe(given)}")
     low_bad = minimum is not None and (value < minimum or (min_open and value == minimum))
     high_bad = maximum is not None and (value > maximum or (max_open and value == maximum))
     if low_bad or high_bad:
@@ -64,7 +75,7 @@ def integer(key: KeyLike, value: Any, *, minimum: Optional[int] = None, maximum:
         ArgumentError: not an integer, or out of bounds.
     """
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ArgumentError(key, f"expected an integer, got {value!r}")
+        raise ArgumentError(key, f"expected an integer, got {describe(value)}")
     value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         if maximum is None:
@@ -80,8 +91,8 @@ def fraction(key: KeyLike, value: Any, *, allow_zero: bool = True, allow_one: bo
         ArgumentError: not a finite number in that interval.
     """
     interval = _interval(0.0, 1.0, not allow_zero, not allow_one)
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
-        raise ArgumentError(key, f"expected a finite number in {interval}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, Real) or not _finite(value):
+        raise ArgumentError(key, f"expected a finite number in {interval}, got {describe(value)}")
     return number(key, value, minimum=0.0, maximum=1.0, min_open=not allow_zero, max_open=not allow_one)
 
 
@@ -92,7 +103,7 @@ def boolean(key: KeyLike, value: Any) -> bool:
         ArgumentError: not a bool.
     """
     if not isinstance(value, bool):
-        raise ArgumentError(key, f"expected true or false, got {value!r}")
+        raise ArgumentError(key, f"expected true or false, got {describe(value)}")
     return value
 
 
@@ -108,7 +119,7 @@ def choice(key: KeyLike, value: Any, allowed: Iterable[T]) -> T:
     except TypeError:  # an unhashable or incomparable value
         ok = False
     if not ok or isinstance(value, bool) and not any(a is value for a in allowed):
-        raise ArgumentError(key, f"expected one of {', '.join(map(str, allowed))}, got {value!r}")
+        raise ArgumentError(key, f"expected one of {', '.join(map(str, allowed))}, got {describe(value)}")
     return value
 
 
@@ -119,7 +130,7 @@ def name(key: KeyLike, value: Any) -> str:
         ArgumentError: not a string, or empty.
     """
     if not isinstance(value, str) or not value:
-        raise ArgumentError(key, f"expected a non-empty name (a string), got {value!r}")
+        raise ArgumentError(key, f"expected a non-empty name (a string), got {describe(value)}")
     return value
 
 
@@ -132,7 +143,7 @@ def names(key: KeyLike, value: Any, *, allow_empty: bool = False) -> List[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)):
-        raise ArgumentError(key, f"expected a list of names, got {value!r}")
+        raise ArgumentError(key, f"expected a list of names, got {describe(value)}")
     if not value and not allow_empty:
         raise ArgumentError(key, "expected at least one name, got an empty list")
     path = key if isinstance(key, tuple) else (key,)
@@ -146,13 +157,13 @@ def mapping(key: KeyLike, value: Any, *, allow_empty: bool = False) -> Mapping[s
         ArgumentError: not a mapping, empty (unless allowed), or a key that is not a non-empty string.
     """
     if not isinstance(value, Mapping):
-        raise ArgumentError(key, f"expected a mapping, got {value!r}")
+        raise ArgumentError(key, f"expected a mapping, got {describe(value)}")
     if not value and not allow_empty:
         raise ArgumentError(key, "expected a non-empty mapping")
     path = key if isinstance(key, tuple) else (key,)
     for k in value:
         if not isinstance(k, str) or not k:
-            raise ArgumentError(path + (str(k),), f"expected a non-empty name as key, got {k!r}")
+            raise ArgumentError(path + (str(k),), f"expected a non-empty name as key, got {describe(k)}")
     return value
 
 
@@ -163,7 +174,7 @@ def function(key: KeyLike, value: Any, what: str = "a callable") -> Callable[...
         ArgumentError: not callable; the message says what was expected.
     """
     if not callable(value):
-        raise ArgumentError(key, f"expected {what}, got {value!r}")
+        raise ArgumentError(key, f"expected {what}, got {describe(value)}")
     return value
 
 
@@ -180,7 +191,7 @@ def optional(check: Callable[..., T], key: KeyLike, value: Any, *args: Any, **kw
 def sequence(key: KeyLike, value: Any, check: Callable[..., T], *args: Any, **kwargs: Any) -> List[T]:
     """A list whose every entry passes ``check`` (entries named ``key[i]``)."""
     if not isinstance(value, (list, tuple)):
-        raise ArgumentError(key, f"expected a list, got {value!r}")
+        raise ArgumentError(key, f"expected a list, got {describe(value)}")
     path = key if isinstance(key, tuple) else (key,)
     return [check(path + (i,), v, *args, **kwargs) for i, v in enumerate(value)]
 
