@@ -22,12 +22,14 @@ import math
 from numbers import Integral, Real
 from typing import Any, Callable, Iterable, List, Mapping, Optional, TypeVar
 
+import torch
+
 from compress.errors import ArgumentError, KeyLike, describe
 
 T = TypeVar("T")
 
 __all__ = ["number", "integer", "fraction", "boolean", "choice", "name", "mapping", "names", "function",
-           "optional", "sequence"]
+           "optional", "sequence", "fields", "tensor", "like", "under"]
 
 
 def _finite(value: Real) -> bool:
@@ -196,3 +198,104 @@ def sequence(key: KeyLike, value: Any, check: Callable[..., T], *args: Any, **kw
     return [check(path + (i,), v, *args, **kwargs) for i, v in enumerate(value)]
 
 
+
+
+# -- saved state: the same checks for what a checkpoint holds -------------------------------------------------
+def fields(key: KeyLike, value: Any, allowed: Iterable[str]) -> Mapping[str, Any]:
+    """``value`` if it is a mapping whose keys are all among ``allowed`` (a saved state's fields).
+
+    Raises:
+        ArgumentError: not a mapping, or naming the first unknown field.
+
+    Example:
+        >>> fields("state", {"events": 2}, ["events", "steps"])
+        {'events': 2}
+    """
+    if not isinstance(value, Mapping):
+        raise ArgumentError(key, f"expected a mapping, got {describe(value)}")
+    allowed = list(allowed)
+    path = key if isinstance(key, tuple) else (key,)
+    for k in value:
+        if k not in allowed:
+            raise ArgumentError(path + (str(k),), f"unknown field (expected {', '.join(allowed) or 'none'})")
+    return value
+
+
+def tensor(key: KeyLike, value: Any, shape: Optional[Iterable[int]] = None) -> Any:
+    """``value`` if it is a tensor (of ``shape``, when given).
+
+    Raises:
+        ArgumentError: not a tensor, or of another shape.
+    """
+    if not torch.is_tensor(value):
+        raise ArgumentError(key, f"expected a tensor, got {describe(value)}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise ArgumentError(key, f"expected a tensor of shape {tuple(shape)}, got {tuple(value.shape)}")
+    return value
+
+
+def like(key: KeyLike, value: Any, template: Any, *, exact: bool = True) -> Any:
+    """``value`` if it has the structure of ``template`` (a state the same object saves now): a bool where it has a
+    bool, an int where an int, a number where a float (not NaN), a string where a string, a tensor of the same
+    shape where a tensor, a list of the same length where a list, and so on inside mappings (keys present in
+    both). ``None`` or an object other than these in the template accepts anything. With ``exact`` the top-level
+    mapping may hold no key the template lacks.
+
+    Raises:
+        ArgumentError: naming the first field that differs.
+
+    Example:
+        >>> like("state", {"last_epoch": 3, "base_lrs": [0.1]}, {"last_epoch": 0, "base_lrs": [1.0]})
+        {'last_epoch': 3, 'base_lrs': [0.1]}
+    """
+    path = key if isinstance(key, tuple) else (key,)
+    if isinstance(template, bool):
+        boolean(path, value)
+    elif isinstance(template, Integral):
+        integer(path, value)
+    elif isinstance(template, Real):
+        if isinstance(value, bool) or not isinstance(value, Real) or value != value:
+            raise ArgumentError(path, f"expected a number, got {describe(value)}")
+    elif isinstance(template, str):
+        if not isinstance(value, str):
+            raise ArgumentError(path, f"expected a string, got {describe(value)}")
+    elif torch.is_tensor(template):
+        tensor(path, value, template.shape)
+    elif isinstance(template, Mapping):
+        if exact:
+            fields(path, value, list(template))
+        elif not isinstance(value, Mapping):
+            raise ArgumentError(path, f"expected a mapping, got {describe(value)}")
+        for k in value:
+            if k in template:
+                like(path + (str(k),), value[k], template[k], exact=False)
+    elif isinstance(template, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(template):
+            raise ArgumentError(path, f"expected a list of {len(template)}, got {describe(value)}")
+        for i, (v, t) in enumerate(zip(value, template)):
+            like(path + (i,), v, t, exact=False)
+    return value
+
+
+class under:
+    """A context in which every ``ArgumentError`` gets ``prefix`` in front of its key path.
+
+    Example:
+        >>> try:
+        ...     with under("pruner"):
+        ...         integer("events", "two")
+        ... except ArgumentError as exc:
+        ...     exc.key
+        'pruner.events'
+    """
+
+    def __init__(self, *prefix: Any):
+        self.prefix = prefix
+
+    def __enter__(self) -> under:
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if isinstance(exc, ArgumentError):
+            raise ArgumentError(self.prefix + exc.path, exc.message) from None
+        return False

@@ -15,43 +15,88 @@ from torch import nn
 
 from compress import options
 from compress.context import HookContext, Timing
-from compress.errors import ArgumentError, CompressError, key_path
+from compress.errors import ArgumentError, CompressError, KeyLike, key_path
 from compress.sparsity.names import ParameterIndex
 
 WeightSpec = Union[None, str, Sequence[str]]
 
 
-def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights") -> List[str]:
-    """Canonical names for ``patterns``; ``ArgumentError`` naming the failing entry (``weights[1]``)."""
+#: ``exclude(parameter) -> reason or None``: why a pruner or regularizer cannot use a parameter.
+Exclude = Callable[[torch.Tensor], Optional[str]]
+
+
+def frozen(param: torch.Tensor) -> Optional[str]:
+    """An :data:`Exclude` for algorithms that act through gradients: frozen parameters get none."""
+    return None if param.requires_grad else "is frozen (requires_grad=False): it gets no gradient"
+
+
+def empty(param: torch.Tensor) -> Optional[str]:
+    """An :data:`Exclude` for algorithms that need at least one element."""
+    return "has no elements" if param.numel() == 0 else None
+
+
+def excluding(*checks: Exclude) -> Exclude:
+    """The first reason any of ``checks`` gives."""
+    def exclude(param: torch.Tensor) -> Optional[str]:
+        return next((reason for reason in (check(param) for check in checks) if reason), None)
+    return exclude
+
+
+def _usable(index: ParameterIndex, pattern: str, found: List[str], exclude: Optional[Exclude],
+            key: KeyLike) -> List[str]:
+    """``found`` without what ``exclude`` refuses: a pattern skips such parameters, an exact name is an error."""
+    if exclude is None:
+        return found
+    reasons = {n: exclude(index.params[n]) for n in found}
+    usable = [n for n in found if not reasons[n]]
+    if not usable:
+        refused = next(n for n in found if reasons[n])
+        what = "" if not index.is_pattern(pattern) else f"{pattern!r} matches only parameters that cannot be used: "
+        raise ArgumentError(key, f"{what}{refused!r} {reasons[refused]}")
+    return usable
+
+
+def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights",
+                    exclude: Optional[Exclude] = None) -> List[str]:
+    """Canonical names for ``patterns``; ``ArgumentError`` naming the failing entry (``weights[1]``).
+
+    Args:
+        exclude: why a parameter cannot be used (:func:`frozen`, :func:`empty`); a glob or regex skips such
+            parameters, an exact name of one is an error giving the reason.
+    """
     names: List[str] = []
     for i, pattern in enumerate(patterns):
         try:
             found = index.resolve(pattern)
         except LookupError as exc:
             raise ArgumentError(key_path(key, i), str(exc)) from None
+        found = _usable(index, pattern, found, exclude, key_path(key, i))
         names.extend(n for n in found if n not in names)
     return [n for n in index.params if n in names]
 
 
-def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str) -> Dict[str, Any]:
+def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str,
+                    exclude: Optional[Exclude] = None) -> Dict[str, Any]:
     """Per-parameter values from a Distiller-style dict ``{name or pattern: value, '*': default}``.
 
     Exact names win over patterns, patterns over ``'*'``; ``'*'`` covers every parameter (biases too, as in
-    Distiller).
+    Distiller) that ``exclude`` does not refuse; see :func:`resolve_weights`.
     """
     options.mapping(key, targets)
     out: Dict[str, Any] = {}
-    exact = [k for k in targets if k != "*" and not (k.startswith("re:") or set("*?[") & set(k))]
+    exact = [k for k in targets if k != "*" and not index.is_pattern(k)]
     patterns = [k for k in targets if k != "*" and k not in exact]
     for k in patterns[::-1] + exact:  # later assignments win: exact names last; first pattern beats later ones
         try:
-            for name in index.resolve(k):
-                out[name] = targets[k]
+            found = index.resolve(k)
         except LookupError as exc:
             raise ArgumentError(key_path(key, k), str(exc)) from None
+        for name in _usable(index, k, found, exclude, key_path(key, k)):
+            out[name] = targets[k]
     if "*" in targets:
-        for name in index.params:
-            out.setdefault(name, targets["*"])
+        for name in index.maskable():
+            if exclude is None or not exclude(index.params[name]):
+                out.setdefault(name, targets["*"])
     return {n: out[n] for n in index.params if n in out}
 
 
@@ -85,6 +130,10 @@ class Pruner(abc.ABC):
             raise ArgumentError("weights", "lists no weights")
         self.weights = resolve_weights(index, self.weight_patterns)
 
+    def check_timing(self, timing: Timing) -> None:  # noqa: B027  (most pruners run in any epochs)
+        """Raise ``ArgumentError`` (naming the argument) if the pruner cannot run in the epochs of ``timing``; the
+        policy calls it when it binds, so a schedule that cannot train is refused at load."""
+
     @abc.abstractmethod
     def compute_masks(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
                       step: HookContext) -> Dict[str, torch.Tensor]:
@@ -100,8 +149,29 @@ class Pruner(abc.ABC):
         """State a resume needs (empty for pruners that are functions of the weights and the epoch)."""
         return {}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027  (stateless pruners keep the default)
-        """Restore :meth:`state_dict`."""
+    def check_state(self, state: Any) -> None:
+        """Raise unless :meth:`load_state_dict` accepts ``state`` and training can go on from it; changes nothing.
+
+        The default accepts what :meth:`state_dict` writes now: the same fields, each of the same kind
+        (:func:`compress.options.like`). Pruners whose state varies in shape check it themselves.
+
+        Raises:
+            ArgumentError: naming the field that is wrong.
+        """
+        options.like((), state, self.state_dict())
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (checked first: a bad state changes nothing)."""
+        self.check_state(state)
+
+    def check_per_weight(self, key: str, values: Any, check: Callable[..., Any]) -> Dict[str, Any]:
+        """For :meth:`check_state`: ``values`` maps weights of this pruner to values that pass ``check(key, v)``."""
+        options.mapping(key, values, allow_empty=True)
+        for name, value in values.items():
+            if name not in self.weights:
+                raise ArgumentError((key, name), f"is not a weight of this pruner ({', '.join(self.weights)})")
+            check((key, name), value)
+        return dict(values)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, weights={self.weights or self.weight_patterns})"

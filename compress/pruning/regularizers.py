@@ -8,7 +8,7 @@ from torch import nn
 
 from compress import options
 from compress.errors import ArgumentError
-from compress.pruning.base import resolve_targets
+from compress.pruning.base import Exclude, empty, excluding, frozen, resolve_targets
 from compress.registry import register_regularizer
 from compress.sparsity.names import ParameterIndex
 
@@ -27,7 +27,14 @@ def _group_norms(w: torch.Tensor, group_type: str) -> list:
     return out
 
 
+def _groupable(param: torch.Tensor) -> Optional[str]:
+    return "has no rows or columns to group (0 dimensions)" if param.dim() == 0 else None
+
+
 class _Regularizer:
+    #: what the regularizer cannot use: it acts through gradients; ``'*'`` and patterns skip such parameters
+    exclude: Exclude = staticmethod(frozen)
+
     def __init__(self, name: str, reg_regims: Mapping[str, Any], threshold_criteria: Optional[str]):
         options.choice("threshold_criteria", threshold_criteria, THRESHOLD_CRITERIA)
         options.mapping("reg_regims", reg_regims)
@@ -38,7 +45,7 @@ class _Regularizer:
         self.weights: list = []
 
     def bind(self, index: ParameterIndex) -> None:
-        self.targets = resolve_targets(index, self.reg_regims, "reg_regims")
+        self.targets = resolve_targets(index, self.reg_regims, "reg_regims", exclude=self.exclude)
         self.weights = list(self.targets)
 
 
@@ -79,6 +86,8 @@ class GroupLassoRegularizer(_Regularizer):
         threshold_criteria: ``None``, ``Max`` or ``Mean_Abs``: zero groups whose max or mean ``|w|`` is at most
             the strength.
     """
+
+    exclude: Exclude = staticmethod(excluding(frozen, empty, _groupable))
 
     def __init__(self, name: str, model: nn.Module, reg_regims: Mapping[str, Any],
                  threshold_criteria: Optional[str] = None):

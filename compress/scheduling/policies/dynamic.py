@@ -45,6 +45,7 @@ class DynamicSparsityPolicy(PruningPolicy):
 
     def bind(self, index: ParameterIndex) -> None:
         self.pruner.bind(index)
+        self.pruner.check_timing(self.timing)
 
     def attach(self, masks: MaskStore) -> None:
         """Nothing to set up: masks come at the first active epoch."""

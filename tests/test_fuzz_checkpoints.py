@@ -1,0 +1,304 @@
+"""Property-based tests of the files the library reads back: checkpoints of every policy family, the INT8 export
+and statistics files, damaged byte by byte or field by field.
+
+The properties: only a CheckpointError escapes, naming the file; a failed load changes nothing (model, optimizer,
+scheduler, RNG); a load that succeeds can train on. ``COMPRESS_FUZZ_EXAMPLES=N`` runs N examples per property.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import os
+import tempfile
+
+import pytest
+import torch
+from fuzzing import (
+    NTOKEN,
+    _paths,
+    assert_unchanged,
+    data,
+    evaluator,
+    junk,
+    make_model,
+    make_optimizer,
+    profile,
+    snapshot,
+    train,
+)
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+import compress
+from compress import CheckpointError
+from compress.quantization import export_model, load_quantized, load_stats, save_quantized, save_stats
+
+FOLDER = tempfile.mkdtemp(prefix="compress-fuzz-ckpt-")
+
+LR = {"step": {"class": "StepLR", "step_size": 1, "gamma": 0.5},
+      "plateau": {"class": "ReduceLROnPlateau", "patience": 0},
+      "milestones": {"class": "MultiStepLR", "milestones": [1, 3]}}
+FAMILIES = {
+    "agp": ({"p": {"class": "AutomatedGradualPruner", "initial_sparsity": 0.1, "final_sparsity": 0.6,
+                   "weights": ["rnn.weight_*"]}}, {"mask_gradients": True}, "momentum", "step"),
+    "sensitivity": ({"p": {"class": "SensitivityPruner", "sensitivities": {"rnn.weight_*": 0.5}}}, None, "adam",
+                    "plateau"),
+    "splicing": ({"p": {"class": "SplicingPruner", "sensitivities": {"rnn.weight_hh_*": 0.3},
+                        "low_thresh_mult": 0.9, "hi_thresh_mult": 1.1}},
+                 {"mask_on_forward_only": True, "use_double_copies": True, "keep_mask": True}, "sgd", "milestones"),
+    "baidu": ({"p": {"class": "BaiduRNNPruner", "q": 0.2, "ramp_epoch_offset": 1, "ramp_slope_mult": 2,
+                     "weights": ["rnn.weight_ih_l0"]}}, None, "momentum", None),
+    "selfish": ({"p": {"class": "SelfishRNNPruner", "density": 0.5}}, None, "sparse_ntasgd", None),
+    "rigl": ({"p": {"class": "RigLPruner", "density": 0.5, "update_frequency": 2}}, None, "adam", "step"),
+    "stagewise": ({"p": {"class": "StageWisePruner", "max_degradation": 1.0, "retrain_epochs": 2,
+                         "grouping": "layer_wise", "weights": ["rnn.weight_hh_*"]}}, None, "sgd", None),
+}
+
+
+def schedule(family):
+    pruners, args, _, lr = FAMILIES[family]
+    policy = {"pruner": {"instance_name": "p"}, "starting_epoch": 0, "ending_epoch": 4}
+    if args:
+        policy["pruner"]["args"] = args
+    out = {"pruners": pruners, "policies": [policy]}
+    if lr:
+        out["lr_schedulers"] = {"lr": LR[lr]}
+        out["policies"].append({"lr_scheduler": {"instance_name": "lr"}, "starting_epoch": 0, "ending_epoch": 4})
+    if family == "selfish":
+        out["extensions"] = {"nt": {"class": "NTASGDSwitch", "nonmono": 1}}
+        out["policies"].append({"extension": {"instance_name": "nt"}, "starting_epoch": 0, "ending_epoch": 4})
+    return out
+
+
+def build(family):
+    model = make_model("lstm")
+    optimizer = make_optimizer(FAMILIES[family][2], model)
+    scheduler = compress.dict_config(model, optimizer, schedule(family), evaluate=evaluator(data()[1]))
+    return model, optimizer, scheduler
+
+
+_SAVED = {}
+
+
+def saved(family) -> bytes:
+    """The bytes of a checkpoint of ``family`` after one epoch of training (made once)."""
+    if family not in _SAVED:
+        model, optimizer, scheduler = build(family)
+        train(model, optimizer, scheduler, range(1))
+        path = os.path.join(FOLDER, f"{family}.pt")
+        compress.save_checkpoint(path, model, optimizer, scheduler, epoch=0, args={"lr": 1.0})
+        with open(path, "rb") as f:
+            _SAVED[family] = f.read()
+    return _SAVED[family]
+
+
+def state_of(family):
+    return torch.load(io.BytesIO(saved(family)), weights_only=True)
+
+
+# -- damage -------------------------------------------------------------------------------------------------
+@st.composite
+def damaged_bytes(draw, raw: bytes) -> bytes:
+    kind = draw(st.sampled_from(["empty", "truncate", "flip", "flip", "append", "garbage"]))
+    if kind == "empty":
+        return b""
+    if kind == "truncate":
+        return raw[:draw(st.integers(0, len(raw) - 1))]
+    if kind == "append":
+        return raw + draw(st.binary(min_size=1, max_size=64))
+    if kind == "garbage":
+        return draw(st.binary(max_size=256))
+    data = bytearray(raw)
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(0, len(data) - 1))
+        data[at] ^= draw(st.integers(1, 255))
+    return bytes(data)
+
+
+tensors = st.one_of(st.just(torch.zeros(())), st.just(torch.ones(3)), st.just(torch.zeros(2, 2, dtype=torch.uint8)),
+                    st.just(torch.full((4,), float("nan"))), st.just(torch.zeros(5, dtype=torch.complex64)))
+
+
+@st.composite
+def damaged_fields(draw, state):
+    """``state`` with one to three fields deleted, replaced (by junk, a tensor of another shape or kind, a tensor
+    cut or grown) or swapped for another family's same field."""
+    state = copy.deepcopy(state)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(state) if p]
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = state
+        for part in path[:-1]:
+            parent = parent[part]
+        last = path[-1]
+        value = parent[last]
+        op = draw(st.sampled_from(["delete", "junk", "tensor", "reshape", "other", "type"]))
+        if op == "delete":
+            del parent[last]
+        elif op == "junk":
+            parent[last] = draw(junk)
+        elif op == "tensor":
+            parent[last] = draw(tensors)
+        elif op == "reshape" and torch.is_tensor(value) and value.numel() > 1:
+            parent[last] = value.flatten()[: value.numel() - 1] if draw(st.booleans()) else value.reshape(-1)
+        elif op == "other":
+            other = state_of(draw(st.sampled_from(sorted(FAMILIES))))
+            try:
+                for part in path:
+                    other = other[part]
+                parent[last] = other
+            except (KeyError, IndexError, TypeError):
+                parent[last] = draw(junk)
+        elif op == "type":
+            parent[last] = [value] if not isinstance(value, list) else {"x": value}
+    return state
+
+
+def load_or_refuse_then_train(family: str, raw: bytes) -> None:
+    path = os.path.join(FOLDER, "damaged.pt")
+    with open(path, "wb") as f:
+        f.write(raw)
+    model, optimizer, scheduler = build(family)
+    before = snapshot(model, optimizer, scheduler)
+    try:
+        extra = compress.load_checkpoint(path, model, optimizer, scheduler)
+    except CheckpointError as err:
+        assert path in str(err), str(err)
+        assert_unchanged(before, snapshot(model, optimizer, scheduler))
+        event("refused")
+        return
+    assert isinstance(extra, dict)
+    train(model, optimizer, scheduler, range(1, 3))
+    event("loaded and trained on")
+
+
+@profile(ci_examples=40)
+@given(family=st.sampled_from(sorted(FAMILIES)), data=st.data())
+def test_a_checkpoint_with_damaged_bytes_is_refused_cleanly_or_trains_on(family, data):
+    load_or_refuse_then_train(family, data.draw(damaged_bytes(saved(family))))
+
+
+@profile(ci_examples=80)
+@given(family=st.sampled_from(sorted(FAMILIES)), data=st.data())
+def test_a_checkpoint_with_damaged_fields_is_refused_cleanly_or_trains_on(family, data):
+    damaged = data.draw(damaged_fields(state_of(family)))
+    buffer = io.BytesIO()
+    torch.save(damaged, buffer)
+    load_or_refuse_then_train(family, buffer.getvalue())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_resumes_from_its_own_undamaged_checkpoint(tmp_path, family):
+    path = tmp_path / "c.pt"
+    path.write_bytes(saved(family))
+    model, optimizer, scheduler = build(family)
+    assert compress.load_checkpoint(path, model, optimizer, scheduler) == {"epoch": 0, "args": {"lr": 1.0}}
+    train(model, optimizer, scheduler, range(1, 3))
+
+
+@pytest.mark.parametrize("where, value, message", [
+    (("model",), None, "model"),
+    (("optimizer", "state"), None, "optimizer.state"),
+    (("scheduler",), [1, 2], "scheduler"),
+    (("scheduler", "position"), {"epoch": "x"}, "position.epoch"),
+    (("rng", "torch"), torch.zeros(3, dtype=torch.uint8), "rng.torch"),
+    (("extra",), 5, "extra"),
+    (("scheduler", "policies", 0, "state", "pruner"), [1], "policies[0].state.pruner"),
+])
+def test_a_malformed_field_is_a_checkpoint_error_naming_it_and_changes_nothing(tmp_path, where, value, message):
+    state = state_of("agp")
+    parent = state
+    for part in where[:-1]:
+        parent = parent[part]
+    if value is None:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    path = tmp_path / "c.pt"
+    torch.save(state, path)
+    model, optimizer, scheduler = build("agp")
+    before = snapshot(model, optimizer, scheduler)
+    with pytest.raises(CheckpointError) as info:
+        compress.load_checkpoint(path, model, optimizer, scheduler)
+    assert str(path) in str(info.value) and message in str(info.value), str(info.value)
+    assert_unchanged(before, snapshot(model, optimizer, scheduler))
+
+
+def test_an_adam_state_is_refused_by_sgd(tmp_path):
+    state = state_of("agp")
+    state["optimizer"] = state_of("sensitivity")["optimizer"]  # Adam's, same parameters
+    path = tmp_path / "c.pt"
+    torch.save(state, path)
+    model, optimizer, scheduler = build("agp")
+    with pytest.raises(CheckpointError, match=r"optimizer\.param_groups\[0\]: is another optimizer's: it has .*betas"):
+        compress.load_checkpoint(path, model, optimizer, scheduler)
+
+
+# -- the INT8 export and statistics files -------------------------------------------------------------------------
+def exported_bytes() -> bytes:
+    if "export" not in _SAVED:
+        path = os.path.join(FOLDER, "int8.pt")
+        save_quantized(export_model(make_model("lstm").eval(), "int8"), path)
+        with open(path, "rb") as f:
+            _SAVED["export"] = f.read()
+    return _SAVED["export"]
+
+
+@profile(ci_examples=30)
+@given(data=st.data())
+def test_a_damaged_int8_export_is_refused_cleanly_or_runs(data):
+    if data.draw(st.booleans()):
+        raw = data.draw(damaged_bytes(exported_bytes()))
+    else:
+        buffer = io.BytesIO()
+        torch.save(data.draw(damaged_fields(torch.load(io.BytesIO(exported_bytes()), weights_only=True))), buffer)
+        raw = buffer.getvalue()
+    path = os.path.join(FOLDER, "damaged-int8.pt")
+    with open(path, "wb") as f:
+        f.write(raw)
+    model = make_model("lstm").eval()
+    before = snapshot(model)
+    try:
+        loaded = load_quantized(path, model)
+    except CheckpointError as err:
+        assert path in str(err)
+        assert_unchanged(before, snapshot(model))
+        event("refused")
+        return
+    tokens = torch.randint(0, NTOKEN, (4, 2))
+    with torch.no_grad():
+        loaded(tokens, loaded.init_hidden(2))
+    event("loaded and ran")
+
+
+STATS = {"rnn.cells.0.fc_gate_x": {"inputs": {0: {"min": -1.0, "max": 1.0, "avg_min": -0.5, "avg_max": 0.5,
+                                                  "mean": 0.0, "std": 0.3, "shape": "(4, 8)"}},
+                                   "output": {"min": -2.0, "max": 2.0, "mean": 0.1, "std": 0.5}}}
+
+
+@profile(ci_examples=30)
+@given(data=st.data())
+def test_a_damaged_statistics_file_is_refused_cleanly(data):
+    path = os.path.join(FOLDER, "stats.yaml")
+    save_stats(STATS, path)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(text)))
+        text = text[:at] + data.draw(st.sampled_from(["&a ", "*a", "!!int ", "[", "{", ": ", "-", ".nan", "x",
+                                                      "\n  ", "1e999", "!!python/object:os.system "])) + text[at:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    try:
+        stats = load_stats(path)
+    except CheckpointError as err:
+        assert path in str(err)
+        event("refused")
+        return
+    for entry in stats.values():
+        for side in list((entry.get("inputs") or {}).values()) + [entry.get("output")]:
+            if side is not None:
+                assert side["min"] <= side["max"]
+    event("loaded")
