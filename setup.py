@@ -13,7 +13,7 @@ setup(
     package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={
-        "test": ["pytest", "ruff"],
+        "test": ["pytest", "ruff", "hypothesis"],  # hypothesis: the property-based tests (tests/test_fuzz_*.py)
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
     },
     entry_points={"console_scripts": ["compress=compress.cli:main"]},

@@ -117,8 +117,8 @@ def choice(key: KeyLike, value: Any, allowed: Iterable[T]) -> T:
     """
     allowed = list(allowed)
     try:
-        ok = value in allowed
-    except TypeError:  # an unhashable or incomparable value
+        ok = bool(value in allowed)
+    except Exception:  # an unhashable or incomparable value (a tensor compares element by element)
         ok = False
     if not ok or isinstance(value, bool) and not any(a is value for a in allowed):
         raise ArgumentError(key, f"expected one of {', '.join(map(str, allowed))}, got {describe(value)}")

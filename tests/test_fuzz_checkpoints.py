@@ -302,3 +302,31 @@ def test_a_damaged_statistics_file_is_refused_cleanly(data):
             if side is not None:
                 assert side["min"] <= side["max"]
     event("loaded")
+
+
+def test_an_empty_file_and_a_flipped_byte_in_the_pickle_are_checkpoint_errors_that_change_nothing(tmp_path):
+    import zipfile
+
+    raw = saved("agp")
+    info = next(i for i in zipfile.ZipFile(io.BytesIO(raw)).infolist() if i.filename.endswith("data.pkl"))
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    damaged = bytearray(raw)
+    damaged[start + info.compress_size // 2] ^= 0xFF
+    model, optimizer, scheduler = build("agp")
+    before = snapshot(model, optimizer, scheduler)
+    path = tmp_path / "c.pt"
+    for content, message in ((b"", "empty file"), (bytes(damaged), "")):
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError, match=rf"c\.pt: .*{message}"):
+            compress.load_checkpoint(path, model, optimizer, scheduler)
+        assert_unchanged(before, snapshot(model, optimizer, scheduler))
+
+
+def test_a_save_removes_the_temporary_file_a_killed_save_left(tmp_path):
+    from compress.io.files import temporary_prefix
+
+    path = tmp_path / "c.pt"
+    stale = tmp_path / (temporary_prefix(path) + "abc123.tmp")
+    stale.write_bytes(b"\0" * 1000)  # what a process killed between writing and renaming leaves
+    compress.save_checkpoint(path, make_model("lstm"))
+    assert sorted(os.listdir(tmp_path)) == ["c.pt"]

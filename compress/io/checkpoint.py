@@ -158,7 +158,8 @@ def _optimizer_probe(optimizer: torch.optim.Optimizer, saved: Any) -> torch.opti
     Raises:
         ArgumentError: naming the field: groups of other sizes, another optimizer class's settings (Adam's into
             SGD), a per-parameter state entry that is not a mapping of tensors and numbers, a state tensor whose
-            shape does not fit its parameter, states of one group with different fields.
+            shape does not fit its parameter, parameters of one group whose states differ in their fields or in
+            the kind of a field (a number, a scalar, a tensor of the parameter's shape).
     """
     if not isinstance(saved, Mapping) or "param_groups" not in saved:
         raise ArgumentError("optimizer", f"holds no optimizer state to load into {type(optimizer).__name__}")
@@ -179,7 +180,7 @@ def _optimizer_probe(optimizer: torch.optim.Optimizer, saved: Any) -> torch.opti
         state = saved["state"]
         if not isinstance(state, Mapping):
             raise ArgumentError("state", f"expected a mapping, got {describe(state)}")
-        fields_of_group: Dict[int, set] = {}
+        kinds_of_group: Dict[int, Dict[str, str]] = {}  # an optimizer keeps the same state for every parameter
         group_of = {pid: i for i, g in enumerate(groups) for pid in g["params"]}
         for pid, entry in state.items():
             key = ("state", str(pid))
@@ -199,16 +200,19 @@ def _optimizer_probe(optimizer: torch.optim.Optimizer, saved: Any) -> torch.opti
                                                                 f"its parameter's {tuple(shape)}")
                 elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                     raise ArgumentError(key + (str(name),), f"expected a tensor or a number, got {describe(value)}")
-            known = fields_of_group.setdefault(group_of[pid], set(entry))
-            if set(entry) != known:
-                raise ArgumentError(key, f"has fields {sorted(map(str, entry))}; the group's other parameters have "
-                                         f"{sorted(map(str, known))}")
+            kinds = {str(name): _kind(value, shape) for name, value in entry.items()}
+            known = kinds_of_group.setdefault(group_of[pid], kinds)
+            if kinds != known:
+                raise ArgumentError(key, f"holds {_show_kinds(kinds)}; the group's other parameters hold "
+                                         f"{_show_kinds(known)}")
         probe = copy.copy(optimizer)
         try:
             probe.load_state_dict(saved)
         except Exception as exc:  # torch's own checks
             raise ArgumentError((), f"{type(optimizer).__name__} refuses it: {type(exc).__name__}: {exc}") from None
         for i, (own, loaded) in enumerate(zip(optimizer.param_groups, probe.param_groups)):
+            if "initial_lr" in own and "initial_lr" not in loaded:  # saved before an LR scheduler was built
+                loaded["initial_lr"] = own["initial_lr"]
             foreign = sorted(set(loaded) - set(own) - {"initial_lr"})
             lacking = sorted(set(own) - set(loaded) - {"initial_lr"})
             if foreign or lacking:
@@ -216,12 +220,31 @@ def _optimizer_probe(optimizer: torch.optim.Optimizer, saved: Any) -> torch.opti
                                     f"is another optimizer's: it has {', '.join(foreign) or 'nothing'} that this "
                                     f"{type(optimizer).__name__} lacks, and lacks {', '.join(lacking) or 'nothing'}")
             for k, value in own.items():
-                if k != "params":
+                if k == "params":
+                    continue
+                if value is None:  # torch's unset flags (foreach, fused): None or a bool
+                    if loaded[k] is not None:
+                        options.boolean(("param_groups", i, k), loaded[k])
+                else:
                     options.like(("param_groups", i, k), loaded[k], value, exact=False)
             lr = loaded.get("lr")
             if lr is not None and not torch.is_tensor(lr):
                 options.number(("param_groups", i, "lr"), lr, minimum=0)
     return probe
+
+
+def _kind(value: Any, shape: torch.Size) -> str:
+    if value is None:
+        return "nothing"
+    if not torch.is_tensor(value):
+        return "a number"
+    if value.dim() == 0:
+        return "a scalar tensor"
+    return "a tensor of its parameter's shape" if value.shape == shape else f"a {value.dim()}-d tensor"
+
+
+def _show_kinds(kinds: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) or "no state"
 
 
 def _adopt(optimizer: torch.optim.Optimizer, probe: torch.optim.Optimizer) -> None:

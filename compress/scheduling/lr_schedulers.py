@@ -9,6 +9,7 @@ from typing import List, Sequence
 import torch
 from torch.optim import lr_scheduler as _torch_lr
 
+from compress import options
 from compress.errors import ArgumentError
 from compress.registry import LR_SCHEDULERS, register_lr_scheduler
 
@@ -31,8 +32,10 @@ class MultiStepMultiGammaLR(_torch_lr.LRScheduler):
 
     def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gammas: Sequence[float],
                  last_epoch: int = -1):
-        if list(milestones) != sorted(milestones):
-            raise ArgumentError("milestones", f"must be increasing, got {list(milestones)}")
+        milestones = options.sequence("milestones", milestones, options.integer, minimum=0)
+        gammas = options.sequence("gammas", gammas, options.number, minimum=0)
+        if milestones != sorted(milestones):
+            raise ArgumentError("milestones", f"must be increasing, got {milestones}")
         if len(milestones) != len(gammas):
             raise ArgumentError("gammas", f"needs one factor per milestone ({len(milestones)}), got {len(gammas)}")
         self.milestones = list(milestones)

@@ -58,7 +58,8 @@ def _reparametrised(model: nn.Module, params: Dict[str, nn.Parameter]
             continue
         reason = (f"{alias!r} is computed from {' and '.join(names)} (weight norm): a mask on the magnitude zeroes "
                   f"whole rows, and a row of the direction pruned to zeros has norm 0 and makes the weight NaN; "
-                  f"remove the weight norm (torch.nn.utils.parametrize.remove_parametrizations, or remove_weight_norm) to prune it")
+                  f"remove the weight norm (torch.nn.utils.parametrize.remove_parametrizations, or "
+                  f"remove_weight_norm) to prune it")
         ambiguous[alias] = reason
         unsafe.update((n, reason) for n in names)
     return aliases, ambiguous, unsafe
