@@ -6,8 +6,10 @@ Profiles: a bounded one by default (CI); ``COMPRESS_FUZZ_EXAMPLES=N`` runs ``N``
 """
 from __future__ import annotations
 
+import atexit
 import glob
 import inspect
+import json
 import os
 import pkgutil
 import re
@@ -35,10 +37,33 @@ SHIPPED = sorted(glob.glob(os.path.join(ROOT, "schedules", "*.yaml")))
 DISTILLER = sorted(glob.glob(os.path.join(DISTILLER_SCHEDULES, "*.yaml")))
 
 
-def profile(ci_examples: int) -> settings:
-    """``ci_examples`` derandomized examples, or ``COMPRESS_FUZZ_EXAMPLES`` random ones."""
-    return settings(max_examples=LONG or ci_examples, deadline=None, derandomize=not LONG, database=None,
+def profile(ci_examples: int, long_share: float = 1.0) -> settings:
+    """``ci_examples`` derandomized examples, or ``long_share`` of ``COMPRESS_FUZZ_EXAMPLES`` random ones."""
+    examples = max(ci_examples, int(LONG * long_share)) if LONG else ci_examples
+    return settings(max_examples=examples, deadline=None, derandomize=not LONG, database=None,
                     print_blob=True, suppress_health_check=list(HealthCheck))
+
+
+OUTCOMES: Dict[str, Dict[str, int]] = {}
+
+
+def outcome(what: str) -> None:
+    """Count an example's outcome under its test (and tell Hypothesis's statistics); with
+    ``COMPRESS_FUZZ_REPORT=path`` the counts are written there as JSON when the run ends."""
+    hypothesis.event(what)
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
+    counts = OUTCOMES.setdefault(test, {})
+    counts[what] = counts.get(what, 0) + 1
+
+
+def _write_outcomes(path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"examples_per_property": LONG or "ci", "outcomes": OUTCOMES,
+                   "total": sum(sum(c.values()) for c in OUTCOMES.values())}, f, indent=1, sort_keys=True)
+
+
+if os.environ.get("COMPRESS_FUZZ_REPORT"):
+    atexit.register(_write_outcomes, os.environ["COMPRESS_FUZZ_REPORT"])
 
 
 # -- models and the loop ---------------------------------------------------------------------------------------
@@ -219,35 +244,43 @@ def per_weight(model, value):
 
 
 def value_for(model, cls, name: str, param: inspect.Parameter, sloppiness: int = 1):
-    """A strategy for argument ``name`` of ``cls``: what its annotation, name and default suggest, often valid,
-    sometimes (one time in ``10 / sloppiness``; never at 0) anything at all."""
+    """A strategy for argument ``name`` of ``cls``: what its annotation, name and default suggest. At sloppiness 0
+    the values stay in the ranges such arguments usually take (most load); above it, edge and out-of-range values
+    come too, and one time in ``10 / sloppiness`` anything at all."""
     annotation = str(param.annotation)
-    fraction_like = st.one_of(st.floats(0, 1), st.sampled_from([0.0, 0.5, 0.8, 0.999, 1.0, 1.5, -0.1]))
+    careful = sloppiness == 0
+    fraction_like = st.floats(0, 0.9) if careful else st.one_of(
+        st.floats(0, 1), st.sampled_from([0.0, 0.5, 0.8, 0.999, 1.0, 1.5, -0.1]))
     if name == "weights" or "WeightSpec" in annotation:
         valid = weight_spec(model)
     elif name == "reg_regims" and cls.__name__ == "GroupLassoRegularizer":
-        valid = per_weight(model, st.tuples(st.floats(0, 0.1), st.sampled_from(["Rows", "Cols", "Rows+Cols",
-                                                                                 "Chans"])).map(list))
+        valid = per_weight(model, st.tuples(st.floats(0, 0.1), st.sampled_from(
+            ["Rows", "Cols", "Rows+Cols"] + ([] if careful else ["Chans"]))).map(list))
     elif name == "reg_regims":
         valid = per_weight(model, st.floats(0, 0.1))
     elif "Mapping[str, float]" in annotation or name in ("levels", "sensitivities", "thresholds"):
         valid = per_weight(model, fraction_like)
     elif name == "groups":
         valid = st.dictionaries(words, weight_spec(model), min_size=1, max_size=3)
-    elif name in ("milestones", "gammas"):
-        valid = st.lists(finite_numbers, max_size=4)
+    elif name == "milestones":
+        valid = st.lists(st.integers(0, 6), max_size=4).map(sorted) if careful else st.lists(finite_numbers,
+                                                                                             max_size=4)
+    elif name == "gammas":
+        valid = st.lists(st.floats(0.1, 1) if careful else finite_numbers, max_size=4)
     elif "bool" in annotation:
         valid = st.booleans()
     elif "int" in annotation and "float" not in annotation:
-        valid = st.one_of(st.integers(-2, 30), st.sampled_from([0, 1, 2, 5]))
+        valid = st.integers(1, 5) if careful else st.one_of(st.integers(-2, 30), st.sampled_from([0, 1, 2, 5]))
     elif "float" in annotation:
-        valid = st.one_of(fraction_like, finite_numbers)
+        valid = st.floats(0.01, 0.9) if careful else st.one_of(fraction_like, finite_numbers)
     elif "str" in annotation:
         valid = words
     else:
         valid = scalars
     if param.default is not inspect.Parameter.empty:
         valid = st.one_of(st.just(param.default), st.just(param.default), valid)
+        if careful and isinstance(param.default, str):
+            valid = st.one_of(*[st.just(param.default)] * 3, valid)
     if "Optional" in annotation or param.default is None:
         valid = st.one_of(st.none(), valid)
     if not sloppiness:
@@ -276,7 +309,7 @@ def component(draw, model, section: str, sloppiness: int = 1):
     if name in registry:
         for arg, param in arguments(registry.get(name)):
             required = param.default is inspect.Parameter.empty
-            if draw(st.integers(0, 9)) < (9 if required else 3):
+            if draw(st.integers(0, 9)) < (9 if required else 5):
                 spec[arg] = draw(value_for(model, registry.get(name), arg, param, sloppiness))
     if sloppiness and draw(st.integers(0, 29)) == 0:
         spec[draw(words)] = draw(junk)

@@ -22,11 +22,12 @@ from fuzzing import (
     junk,
     make_model,
     make_optimizer,
+    outcome,
     profile,
     snapshot,
     train,
 )
-from hypothesis import event, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 import compress
@@ -167,11 +168,11 @@ def load_or_refuse_then_train(family: str, raw: bytes) -> None:
     except CheckpointError as err:
         assert path in str(err), str(err)
         assert_unchanged(before, snapshot(model, optimizer, scheduler))
-        event("refused")
+        outcome("refused")
         return
     assert isinstance(extra, dict)
     train(model, optimizer, scheduler, range(1, 3))
-    event("loaded and trained on")
+    outcome("loaded and trained on")
 
 
 @profile(ci_examples=40)
@@ -265,12 +266,12 @@ def test_a_damaged_int8_export_is_refused_cleanly_or_runs(data):
     except CheckpointError as err:
         assert path in str(err)
         assert_unchanged(before, snapshot(model))
-        event("refused")
+        outcome("refused")
         return
     tokens = torch.randint(0, NTOKEN, (4, 2))
     with torch.no_grad():
         loaded(tokens, loaded.init_hidden(2))
-    event("loaded and ran")
+    outcome("loaded and ran")
 
 
 STATS = {"rnn.cells.0.fc_gate_x": {"inputs": {0: {"min": -1.0, "max": 1.0, "avg_min": -0.5, "avg_max": 0.5,
@@ -295,13 +296,13 @@ def test_a_damaged_statistics_file_is_refused_cleanly(data):
         stats = load_stats(path)
     except CheckpointError as err:
         assert path in str(err)
-        event("refused")
+        outcome("refused")
         return
     for entry in stats.values():
         for side in list((entry.get("inputs") or {}).values()) + [entry.get("output")]:
             if side is not None:
                 assert side["min"] <= side["max"]
-    event("loaded")
+    outcome("loaded")
 
 
 def test_an_empty_file_and_a_flipped_byte_in_the_pickle_are_checkpoint_errors_that_change_nothing(tmp_path):
