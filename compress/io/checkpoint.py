@@ -133,7 +133,7 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     return state
 
 
-def _check_model_state(model: nn.Module, saved: Mapping[str, Any]) -> None:
+def _check_model_state(path: str, model: nn.Module, saved: Mapping[str, Any]) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
@@ -251,10 +251,15 @@ def _adopt(optimizer: torch.optim.Optimizer, probe: torch.optim.Optimizer) -> No
     optimizer.__setstate__({"state": probe.state, "param_groups": probe.param_groups})
 
 
-def _check_rng(saved: Mapping[str, Any]) -> None:
-    """The saved RNG states fit this machine's generators (tried, and the current states put back)."""
-    with options.under("rng"):
-        options.fields((), saved, ["torch", "cuda"])
+def _check_rng(saved: Mapping[str, Any], key: Any = ("rng",)) -> None:
+    """The saved RNG states fit this machine's generators (tried, and the current states put back); so do the
+    states of every rank a distributed run saved under ``ranks``."""
+    with options.under(*key):
+        options.fields((), saved, ["torch", "cuda", "ranks"])
+        for i, rank in enumerate(options.sequence("ranks", saved.get("ranks", []), options.mapping)):
+            if "ranks" in rank:
+                raise ArgumentError(("ranks", i, "ranks"), "a rank's own state holds no other ranks")
+            _check_rng(rank, ("ranks", i))
         if "torch" in saved:
             options.tensor("torch", saved["torch"], torch.get_rng_state().shape)
             if saved["torch"].dtype != torch.uint8:
@@ -300,7 +305,7 @@ def load_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
     path = os.fspath(path)
     state = read_checkpoint(path)
     try:
-        _check_model_state(model, state["model"])
+        _check_model_state(path, model, state["model"])
         probe = _optimizer_probe(optimizer, state.get("optimizer")) if optimizer is not None else None
         if restore_rng:
             _check_rng(state["rng"])
