@@ -22,6 +22,7 @@ import importlib as _importlib
 import warnings as _warnings
 
 import compress.optim  # noqa: F401  (registers NTASGDSwitch)
+from compress.analysis import ls_distance, lyapunov_spectrum
 from compress.errors import ArgumentError, CheckpointError, CompressError, ScheduleError
 from compress.io.checkpoint import load_checkpoint, save_checkpoint
 from compress.pruning import (
@@ -47,6 +48,7 @@ from compress.scheduling import (
     dict_config,
     file_config,
 )
+from compress.structured.thinning import thin
 
 __version__ = "0.1.0"
 
@@ -56,7 +58,7 @@ __all__ = [
     "register_pruner", "register_regularizer", "register_quantizer", "register_extension", "register_lr_scheduler",
     "CompressError", "ScheduleError", "CheckpointError", "ArgumentError",
     "Pruner", "AutomatedGradualPruner", "SparsityLevelParameterPruner", "DynamicSparsityPruner", "SelfishRNNPruner",
-    "StageWisePruner", "PostTrainLinearQuantizer",
+    "StageWisePruner", "PostTrainLinearQuantizer", "thin", "lyapunov_spectrum", "ls_distance",
 ]
 
 # Names that lived at the top level before the sub-packages had an ``__all__`` of their own: they still

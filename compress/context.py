@@ -27,6 +27,16 @@ class Timing:
         starting_epoch: first epoch of the range form.
         ending_epoch: end of the range form, exclusive (Distiller's convention).
         frequency: step of the range form.
+
+    Raises:
+        ArgumentError: both forms or neither, an empty or negative epoch list, ``ending_epoch <= starting_epoch``,
+            or ``frequency < 1``.
+
+    Example:
+        >>> list(Timing(starting_epoch=2, ending_epoch=8, frequency=2).active_epochs)
+        [2, 4, 6]
+        >>> Timing(epochs=[5, 1, 3]).last
+        5
     """
 
     epochs: Optional[Tuple[int, ...]] = None

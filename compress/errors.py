@@ -54,7 +54,15 @@ def describe(value: Any) -> str:
 
 
 class CompressError(Exception):
-    """Base class of every error ``compress`` raises on purpose."""
+    """Base class of every error ``compress`` raises on purpose.
+
+    Catch it to handle any of the library's own errors; a bug (``TypeError``, ``AttributeError``, ...) is never
+    one.
+
+    Example:
+        >>> issubclass(ScheduleError, CompressError), issubclass(CheckpointError, CompressError)
+        (True, True)
+    """
 
 
 class ArgumentError(CompressError, ValueError):
@@ -93,6 +101,15 @@ class ScheduleError(CompressError, ValueError):
         line: the 1-based line of the offending key, when known.
         key: the key path, as a tuple (``("policies", 2, "starting_epoch")``) or already printed
             (``pruners.l0_rnn_pruner.final_sparsity``).
+
+    Attributes:
+        path: the key path as a tuple, when ``key`` was given as one (else ``None``); ``key`` is its printed
+            form.
+
+    Example:
+        >>> str(ScheduleError("must be in [0, 1), got 1.5", file="agp.yaml", line=7,
+        ...                   key=("pruners", "agp", "final_sparsity")))
+        'agp.yaml:7: pruners.agp.final_sparsity: must be in [0, 1), got 1.5'
     """
 
     def __init__(self, message: str, *, file: Optional[str] = None, line: Optional[int] = None,
@@ -112,4 +129,15 @@ class ScheduleError(CompressError, ValueError):
 
 
 class CheckpointError(CompressError, ValueError):
-    """A checkpoint file is missing, truncated, foreign, or does not fit the model it is loaded into."""
+    """A checkpoint file is missing, truncated, foreign, or does not fit the model it is loaded into.
+
+    The message starts with the file's path; loading that raises it has changed nothing.
+
+    Example:
+        >>> import compress, torch
+        >>> try:
+        ...     compress.load_checkpoint("no-such-file.pt", torch.nn.Linear(2, 2))
+        ... except CheckpointError as exc:
+        ...     print(type(exc).__name__)
+        CheckpointError
+    """

@@ -148,25 +148,101 @@ SECTIONS: Dict[str, Registry] = {
 
 
 def register_pruner(cls=None, *, name: Optional[str] = None) -> Callable:
-    """Decorator: make a :class:`~compress.pruning.Pruner` subclass nameable in ``pruners:``."""
+    """Decorator: make a :class:`~compress.pruning.Pruner` subclass nameable in ``pruners:``.
+
+    Usually written over the class (``@compress.register_pruner`` then ``class MyPruner(compress.Pruner): ...``);
+    called with a class, it registers that class, here under a second name.
+
+    Args:
+        cls: the class; omitted when the decorator is written with arguments (``@register_pruner(name=...)``).
+        name: the name a schedule's ``class:`` uses (default: the class's ``__name__``).
+
+    Returns:
+        The class itself (so the decorator leaves it unchanged), or, without ``cls``, the decorator.
+
+    Raises:
+        ValueError: ``name`` is already registered to another class.
+
+    Example:
+        >>> import torch, compress
+        >>> from compress.pruning import SparsityLevelParameterPruner
+        >>> compress.register_pruner(SparsityLevelParameterPruner, name="HalfPruner") is SparsityLevelParameterPruner
+        True
+        >>> model = torch.nn.Linear(4, 4, bias=False)
+        >>> schedule = {"pruners": {"p": {"class": "HalfPruner", "levels": {"weight": 0.5}}},
+        ...             "policies": [{"pruner": {"instance_name": "p"}, "epochs": [0]}]}
+        >>> compress.dict_config(model, None, schedule).on_epoch_begin(0)
+        >>> int((model.weight == 0).sum())
+        8
+    """
     return PRUNERS.register(cls, name=name)
 
 
 def register_regularizer(cls=None, *, name: Optional[str] = None) -> Callable:
-    """Decorator: make a regularizer class nameable in ``regularizers:``."""
+    """Decorator: make a regularizer class nameable in ``regularizers:``.
+
+    Args and return value as for :func:`register_pruner`.
+
+    Raises:
+        ValueError: ``name`` is already registered to another class.
+
+    Example:
+        >>> from compress.pruning import L1Regularizer
+        >>> _ = register_regularizer(L1Regularizer, name="Lasso")
+        >>> "Lasso" in REGULARIZERS
+        True
+    """
     return REGULARIZERS.register(cls, name=name)
 
 
 def register_quantizer(cls=None, *, name: Optional[str] = None) -> Callable:
-    """Decorator: make a quantizer class nameable in ``quantizers:``."""
+    """Decorator: make a quantizer class nameable in ``quantizers:``.
+
+    Args and return value as for :func:`register_pruner`.
+
+    Raises:
+        ValueError: ``name`` is already registered to another class.
+
+    Example:
+        >>> from compress.quantization import PostTrainLinearQuantizer
+        >>> _ = register_quantizer(PostTrainLinearQuantizer, name="PTQ")
+        >>> QUANTIZERS.get("PTQ").__name__
+        'PostTrainLinearQuantizer'
+    """
     return QUANTIZERS.register(cls, name=name)
 
 
 def register_extension(cls=None, *, name: Optional[str] = None) -> Callable:
-    """Decorator: make a policy class nameable in ``extensions:``."""
+    """Decorator: make a policy class nameable in ``extensions:``.
+
+    An extension is a :class:`~compress.scheduling.policies.ScheduledTrainingPolicy` built from its own
+    arguments (``NTASGDSwitch`` is one). Args and return value as for :func:`register_pruner`.
+
+    Raises:
+        ValueError: ``name`` is already registered to another class.
+
+    Example:
+        >>> from compress.optim import NTASGDSwitch
+        >>> _ = register_extension(NTASGDSwitch, name="ASGDSwitch")
+        >>> "ASGDSwitch" in EXTENSIONS
+        True
+    """
     return EXTENSIONS.register(cls, name=name)
 
 
 def register_lr_scheduler(cls=None, *, name: Optional[str] = None) -> Callable:
-    """Decorator: make an LR-scheduler class nameable in ``lr_schedulers:``."""
+    """Decorator: make an LR-scheduler class nameable in ``lr_schedulers:``.
+
+    The class is built as ``cls(optimizer, **arguments)``, like every ``torch.optim.lr_scheduler`` class (all of
+    which are registered under their own names). Args and return value as for :func:`register_pruner`.
+
+    Raises:
+        ValueError: ``name`` is already registered to another class.
+
+    Example:
+        >>> import torch
+        >>> _ = register_lr_scheduler(torch.optim.lr_scheduler.StepLR, name="Decay")
+        >>> LR_SCHEDULERS.get("Decay") is torch.optim.lr_scheduler.StepLR
+        True
+    """
     return LR_SCHEDULERS.register(cls, name=name)

@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from tabulate import tabulate
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import compress
 from compress.kernels.magnitude import magnitude_threshold

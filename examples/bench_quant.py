@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List
@@ -22,9 +21,7 @@ from typing import Any, Dict, List
 import torch
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+from compress.io.checkpoint import read_checkpoint
 from compress.quantization import (
     QuantizedGRU,
     QuantizedLSTM,
@@ -33,7 +30,7 @@ from compress.quantization import (
     load_quantized,
     save_quantized,
 )
-from compress_models import RNNModel
+from compress_models import RNNModel, rnn_model_from_state
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,8 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_model(args) -> RNNModel:
     if args.checkpoint:
-        from ptq_word_lm import model_from_checkpoint
-        return model_from_checkpoint(args.checkpoint)[0]
+        return rnn_model_from_state(read_checkpoint(args.checkpoint)["model"])[0]
     torch.manual_seed(args.seed)
     return RNNModel(args.model, args.vocab, args.emsize, args.nhid, args.nlayers, 0.0, args.tied).eval()
 

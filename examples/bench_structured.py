@@ -6,7 +6,8 @@ inference forward pass of three word LMs with the same recurrent parameter budge
 * ``dense``: the narrow dense model the budget comes from (``nhid``);
 * ``mask form``: the wide model (``nhid / fract``) as ordinary ``nn.LSTM`` layers, with
   :class:`~compress.pruning.BlockSparseLSTMPruner` masks applied by the scheduler after every step;
-* ``module form``: the wide model built from :class:`~compress.structured.SparseLSTM` layers (``--sparse_mode sparse_hidden``).
+* ``module form``: the wide model built from :class:`~compress.structured.SparseLSTM` layers
+  (``--sparse_mode sparse_hidden``).
 
     python examples/bench_structured.py                      # CPU, small sizes
     python examples/bench_structured.py --cuda --emsize 400 --nhid 1150 --fract 0.66666 --nlayers 3
@@ -14,16 +15,12 @@ inference forward pass of three word LMs with the same recurrent parameter budge
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from tabulate import tabulate
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import compress
 from compress_models.sparse_lm import SparseRNNModel, layer_reductions

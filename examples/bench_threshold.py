@@ -17,15 +17,11 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 from tabulate import tabulate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from compress.kernels.magnitude import magnitude_threshold
 

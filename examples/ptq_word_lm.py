@@ -17,16 +17,10 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from word_lm import evaluate
 
 import compress
 from compress.io.checkpoint import read_checkpoint
@@ -38,7 +32,7 @@ from compress.quantization import (
     ptq_table,
     save_stats,
 )
-from compress_models import RNNModel, batchify, load_corpus, synthetic_corpus
+from compress_models import RNNModel, batchify, evaluate, load_corpus, rnn_model_from_state, synthetic_corpus
 
 FP16_ALL = "Entire model"
 MIXED = {"encoder": {"fpq_module": 16}, "decoder": {"fpq_module": 16}, ".*eltwise.*": {"fpq_module": 16}}
@@ -69,7 +63,8 @@ EXPERIMENTS: Dict[str, Tuple[Dict[str, Any], Optional[Dict[str, Any]]]] = {
     "int8_cell16": ({"precision": "Full INT8, 16-bit cell", "mode": "Asymmetric", "per_channel": True,
                      "clipping": "No"}, dict(ASYM_PC, overrides=CELL16)),
     "int8_avg_logits": ({"precision": "Full INT8", "mode": "Asymmetric", "per_channel": True,
-                         "clipping": "Averaging, logits not"}, dict(ASYM_PC, clip_acts="AVG", overrides=LOGITS_UNCLIPPED)),
+                         "clipping": "Averaging, logits not"},
+                        dict(ASYM_PC, clip_acts="AVG", overrides=LOGITS_UNCLIPPED)),
     "mixed": ({"precision": "Mixed INT8/FP16", "mode": "Asymmetric", "per_channel": True, "clipping": "No",
                "fp16_modules": "Encoder, decoder, Eltwise add/mult"}, dict(ASYM_PC, overrides=MIXED)),
     "mixed_avg": ({"precision": "Mixed INT8/FP16", "mode": "Asymmetric", "per_channel": True,
@@ -130,31 +125,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def model_from_checkpoint(path: str, args: Optional[argparse.Namespace] = None) -> Tuple[RNNModel, Dict[str, Any]]:
-    """Rebuild the word-LM ``RNNModel`` a checkpoint holds; its shape is read from the weights."""
-    state = read_checkpoint(path)["model"]
-    missing = [k for k in ("encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "decoder.weight") if k not in state]
-    if missing:
-        raise SystemExit(f"{path}: not a word-LM checkpoint (no {missing[0]})")
-    ntokens, emsize = state["encoder.weight"].shape
-    nhid = state["rnn.weight_hh_l0"].shape[1]
-    gates = state["rnn.weight_ih_l0"].shape[0] // nhid
-    rnn_type = {4: "LSTM", 3: "GRU", 1: "RNN_TANH"}[gates]
-    nlayers = sum(1 for k in state if k.startswith("rnn.weight_ih_l") and not k.endswith("_reverse"))
-    enc, dec = state["encoder.weight"], state["decoder.weight"]
-    tied = enc.untyped_storage().data_ptr() == dec.untyped_storage().data_ptr()
-    info = dict(model=rnn_type, ntokens=ntokens, emsize=emsize, nhid=nhid, nlayers=nlayers, tied=tied)
+    """Rebuild the word-LM ``RNNModel`` a checkpoint holds; its shape is read from the weights and checked against
+    the flags given."""
+    nonlinearity = "relu" if args is not None and args.model == "RNN_RELU" else "tanh"
+    try:
+        model, info = rnn_model_from_state(read_checkpoint(path)["model"], nonlinearity)
+    except ValueError as exc:
+        raise SystemExit(f"{path}: {exc}") from None
     if args is not None:
-        if args.model == "RNN_RELU" and rnn_type == "RNN_TANH":
-            info["model"] = rnn_type = "RNN_RELU"
         for key in ("model", "emsize", "nhid", "nlayers"):
             given = getattr(args, key)
             if given is not None and given != info[key]:
                 raise SystemExit(f"--{key} {given} disagrees with the checkpoint ({info[key]})")
-        if args.tied and not tied:
+        if args.tied and not info["tied"]:
             raise SystemExit("--tied given, but the checkpoint's decoder is not tied to its embedding")
-    model = RNNModel(rnn_type, ntokens, emsize, nhid, nlayers, 0.0, tied)
-    model.load_state_dict(state)
-    return model.eval(), info
+    return model, info
 
 
 def describe(q: PostTrainLinearQuantizer, label: str) -> Dict[str, Any]:

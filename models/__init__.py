@@ -16,7 +16,7 @@ from .onlstm import ONLSTMModel
 from .rhn import RHNModel
 from .sparse_lm import SparseRNNModel
 from .training import evaluate, evaluate_lm, plain_forward, train_epoch
-from .word_lm import RNNModel
+from .word_lm import RNNModel, rnn_model_from_state
 
 __all__ = [
     "AWDLSTMModel",
@@ -29,6 +29,7 @@ __all__ = [
     "Corpus",
     "Dictionary",
     "RNNModel",
+    "rnn_model_from_state",
     "SparseRNNModel",
     "SyntheticCorpus",
     "batchify",

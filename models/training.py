@@ -47,6 +47,18 @@ def evaluate_lm(model: nn.Module, source: torch.Tensor, bptt: int, batch_size: i
         bptt: chunk length.
         batch_size: the batch size ``source`` was batchified with.
     """
+    return _evaluate(model, source, bptt, batch_size, accuracy=True)
+
+
+def evaluate(model: nn.Module, source: torch.Tensor, bptt: int, batch_size: int) -> float:
+    """Mean token cross-entropy over ``source`` (see :func:`evaluate_lm`; the accuracy is not computed, which
+    saves an argmax over the vocabulary per chunk where a search evaluates hundreds of candidates)."""
+    return _evaluate(model, source, bptt, batch_size, accuracy=False)[0]
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, source: torch.Tensor, bptt: int, batch_size: int,
+              accuracy: bool) -> Tuple[float, float]:
     model.eval()
     loss, correct, count = 0.0, 0, 0
     hidden = model.init_hidden(batch_size)
@@ -56,14 +68,10 @@ def evaluate_lm(model: nn.Module, source: torch.Tensor, bptt: int, batch_size: i
         hidden = repackage_hidden(hidden)
         logits = output.view(-1, output.size(-1))
         loss += F.cross_entropy(logits, targets.reshape(-1), reduction="sum").item()
-        correct += int((logits.argmax(-1) == targets.reshape(-1)).sum())
+        if accuracy:
+            correct += int((logits.argmax(-1) == targets.reshape(-1)).sum())
         count += targets.numel()
     return loss / max(count, 1), correct / max(count, 1)
-
-
-def evaluate(model: nn.Module, source: torch.Tensor, bptt: int, batch_size: int) -> float:
-    """Mean token cross-entropy over ``source`` (see :func:`evaluate_lm`)."""
-    return evaluate_lm(model, source, bptt, batch_size)[0]
 
 
 def train_epoch(model: nn.Module, train_data: torch.Tensor, optimizer: torch.optim.Optimizer,

@@ -5,10 +5,12 @@ Module and parameter names (``encoder.weight``, ``rnn.weight_ih_l0``, ``rnn.weig
 """
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
 import torch
 from torch import nn
+
+from compress.options import choice
 
 Hidden = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 
@@ -98,3 +100,45 @@ class RNNModel(nn.Module):
         weight = self.decoder.weight
         zeros = weight.new_zeros(self.nlayers, bsz, self.nhid)
         return (zeros, zeros.clone()) if self.rnn_type == "LSTM" else zeros
+
+
+def rnn_model_from_state(state: Mapping[str, torch.Tensor],
+                         nonlinearity: str = "tanh") -> Tuple[RNNModel, Dict[str, Any]]:
+    """Rebuild the :class:`RNNModel` whose ``state_dict`` is ``state``, its shape read from the weights.
+
+    A decoder is tied when it shares the embedding's storage (as a checkpoint of a tied model stores it).
+
+    Args:
+        state: a word LM's state dict (``encoder.weight``, ``rnn.weight_ih_l0``, ..., ``decoder.weight``).
+        nonlinearity: ``'tanh'`` or ``'relu'``, for a plain RNN (``RNN_TANH`` and ``RNN_RELU`` have the same
+            weights); ignored for LSTM and GRU.
+
+    Returns:
+        ``(model, info)``: the model in eval mode with ``state`` loaded, and ``info`` with ``model`` (the
+        ``rnn_type``), ``ntokens``, ``emsize``, ``nhid``, ``nlayers`` and ``tied``.
+
+    Raises:
+        ValueError: ``state`` lacks a word-LM weight (the message names it).
+        compress.ArgumentError: ``nonlinearity`` is neither ``'tanh'`` nor ``'relu'``.
+
+    Example:
+        >>> model, info = rnn_model_from_state(RNNModel("GRU", 30, 8, 8, 2, tie_weights=True).state_dict())
+        >>> info
+        {'model': 'GRU', 'ntokens': 30, 'emsize': 8, 'nhid': 8, 'nlayers': 2, 'tied': True}
+    """
+    choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    needed = ("encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "decoder.weight")
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise ValueError(f"not a word-LM checkpoint (no {missing[0]})")
+    ntokens, emsize = state["encoder.weight"].shape
+    nhid = state["rnn.weight_hh_l0"].shape[1]
+    gates = state["rnn.weight_ih_l0"].shape[0] // nhid
+    rnn_type = {4: "LSTM", 3: "GRU", 1: "RNN_RELU" if nonlinearity == "relu" else "RNN_TANH"}[gates]
+    nlayers = sum(1 for k in state if k.startswith("rnn.weight_ih_l") and not k.endswith("_reverse"))
+    enc, dec = state["encoder.weight"], state["decoder.weight"]
+    tied = enc.untyped_storage().data_ptr() == dec.untyped_storage().data_ptr()
+    model = RNNModel(rnn_type, ntokens, emsize, nhid, nlayers, 0.0, tied)
+    model.load_state_dict(state)
+    info = dict(model=rnn_type, ntokens=ntokens, emsize=emsize, nhid=nhid, nlayers=nlayers, tied=tied)
+    return model.eval(), info

@@ -1,17 +1,31 @@
+import functools
+import importlib.util
 import os
 import sys
+from types import ModuleType
 
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 DISTILLER_SCHEDULES = os.path.join(ROOT, "..", "shared", "docs", "distiller-schedules")
 
 
 def shared_data_root() -> str:
     return os.environ.get("COMPRESS_DATA", os.path.join(ROOT, "..", "shared", "data"))
+
+
+@functools.cache
+def load_example(path: str) -> ModuleType:
+    """The example script ``examples/<path>`` as a module, loaded from its file (scripts import only the installed
+    ``compress`` and ``compress_models``, so nothing else needs to be on ``sys.path``)."""
+    name = "example_" + os.path.splitext(path)[0].replace("/", "_")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module   # dataclasses and pickling look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -1,18 +1,16 @@
 """AGP follows Distiller's formula exactly, plus the opt-in per-minibatch ramp and global budget."""
 import pytest
 import torch
+from loops import run_epochs
 
 import compress
 from compress.pruning.ramps import Timing, agp_sparsity, agp_sparsity_per_step
 
 
-def run_epochs(scheduler, epochs, steps=2):
-    for epoch in range(epochs):
-        scheduler.on_epoch_begin(epoch)
-        for i in range(steps):
-            scheduler.on_minibatch_begin(epoch, i, steps)
-            scheduler.on_minibatch_end(epoch, i, steps)
-        scheduler.on_epoch_end(epoch)
+def run_hooks(scheduler, epochs, start=0, steps=2):
+    """The scheduler's hooks for ``epochs`` epochs of ``steps`` minibatches, no training: AGP's masks depend
+    only on the epoch."""
+    run_epochs(None, scheduler, None, steps, epochs, start)
 
 
 def sparsity(mask):
@@ -22,7 +20,7 @@ def sparsity(mask):
 @pytest.mark.parametrize("epoch,expected", [(2, 0.05), (3, 0.158), (4, 0.254), (6, 0.409), (10, 0.604),
                                             (14, 0.684), (19, 0.700)])
 def test_large_70_rnn_trajectory_matches_distiller(epoch, expected):
-    # distiller.md lists these rounded to 3 places
+    # Distiller's formula on word_lang_model.LARGE_70's schedule, rounded to 3 places (docs/distiller-compat.md)
     assert agp_sparsity(0.05, 0.70, epoch, Timing(starting_epoch=2, ending_epoch=20, frequency=1)) == \
         pytest.approx(expected, abs=6e-4)
 
@@ -82,34 +80,25 @@ def build(model, initial, final, weights, **kw):
 
 def test_agp_reaches_final_sparsity_on_last_scheduled_epoch(tiny_lm):
     scheduler = build(tiny_lm, 0.05, 0.7, ["rnn.weight_ih_l0", "rnn.weight_hh_l0"], start=1, end=6, freq=2)
-    run_epochs(scheduler, 5)   # epochs 1 and 3 prune; 5 is the last scheduled epoch
+    run_hooks(scheduler, 5)   # epochs 1 and 3 prune; 5 is the last scheduled epoch
     assert sparsity(scheduler.masks["rnn.weight_ih_l0"]) < 0.7
-    run_epochs_from(scheduler, 5, 6)
+    run_hooks(scheduler, 1, start=5)
     for name in ("rnn.weight_ih_l0", "rnn.weight_hh_l0"):
         assert sparsity(scheduler.masks[name]) == pytest.approx(0.7, abs=1 / 1024)
         assert (tiny_lm.get_parameter(name)[~scheduler.masks[name]] == 0).all()
-
-
-def run_epochs_from(scheduler, first, end, steps=2):
-    for epoch in range(first, end):
-        scheduler.on_epoch_begin(epoch)
-        for i in range(steps):
-            scheduler.on_minibatch_begin(epoch, i, steps)
-            scheduler.on_minibatch_end(epoch, i, steps)
-        scheduler.on_epoch_end(epoch)
 
 
 def test_initial_sparsity_zero_works(tiny_lm):
     scheduler = build(tiny_lm, 0.0, 0.5, ["rnn.weight_hh_l1"], start=0, end=3)
     scheduler.on_epoch_begin(0)
     assert sparsity(scheduler.masks["rnn.weight_hh_l1"]) == 0.0
-    run_epochs_from(scheduler, 1, 3)
+    run_hooks(scheduler, 2, start=1)
     assert sparsity(scheduler.masks["rnn.weight_hh_l1"]) == pytest.approx(0.5)
 
 
 def test_epochs_list_policy_works(tiny_lm):
     scheduler = build(tiny_lm, 0.1, 0.6, ["rnn.weight_hh_l1"], epochs=[0, 2, 5])
-    run_epochs(scheduler, 6)
+    run_hooks(scheduler, 6)
     assert (~scheduler.masks["rnn.weight_hh_l1"]).sum().item() == int(0.6 * 64 * 16)
 
 
@@ -133,12 +122,9 @@ def test_global_budget_prunes_the_listed_weights_together(tiny_lm):
 
 def test_minibatch_ramp_prunes_inside_an_epoch(tiny_lm):
     scheduler = build(tiny_lm, 0.0, 0.8, ["rnn.weight_hh_l0"], start=0, end=3, ramp="minibatch")
-    scheduler.on_epoch_begin(0)
     levels = []
-    for i in range(10):
-        scheduler.on_minibatch_begin(0, i, 10)
-        levels.append(sparsity(scheduler.masks["rnn.weight_hh_l0"]))
-        scheduler.on_minibatch_end(0, i, 10)
+    run_epochs(None, scheduler, None, 10, 1,
+               after_step=lambda epoch, i: levels.append(sparsity(scheduler.masks["rnn.weight_hh_l0"])))
     assert levels == sorted(levels) and levels[0] == 0 and levels[-1] > 0.3
 
 

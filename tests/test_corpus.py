@@ -1,6 +1,5 @@
 """Corpora: tokenisation, vocabulary order, the synthetic Markov source, checksums and batching."""
 import hashlib
-import importlib.util
 import itertools
 import logging
 import math
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_example, shared_data_root
 
 from compress_models import (
     batchify,
@@ -19,8 +19,7 @@ from compress_models import (
     verify_checksums,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("COMPRESS_DATA", REPO.parent / "shared" / "data"))
+DATA = Path(shared_data_root())
 
 # train: "a b a", a blank line, "c a b"; valid adds "d"; test adds "e" and has no final newline.
 TINY = {"train.txt": "a b a\n\nc a b\n", "valid.txt": "b d\n", "test.txt": "e c"}
@@ -150,15 +149,8 @@ def test_verify_checksums_names_the_altered_file(tiny):
         verify_checksums(tiny)
 
 
-def _fetch_data_module():
-    spec = importlib.util.spec_from_file_location("fetch_data", REPO / "examples" / "fetch_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_fetch_data_installs_a_file_whose_checksum_matches(tiny, tmp_path):
-    fetch_data = _fetch_data_module()
+    fetch_data = load_example("fetch_data.py")
     dest = tmp_path / "out" / "ptb" / "valid.txt"
     fetch_data.install_file(tiny / "valid.txt", dest, hashlib.sha256(b"b d\n").hexdigest())
     assert dest.read_text() == "b d\n"
@@ -166,7 +158,7 @@ def test_fetch_data_installs_a_file_whose_checksum_matches(tiny, tmp_path):
 
 
 def test_fetch_data_rejects_a_wrong_checksum_and_leaves_nothing_behind(tmp_path):
-    fetch_data = _fetch_data_module()
+    fetch_data = load_example("fetch_data.py")
     dest = tmp_path / "ptb" / "train.txt"
     with pytest.raises(ValueError, match="train.txt"):
         fetch_data.install_file(b"not ptb\n", dest, fetch_data.SOURCES["ptb"]["train"][1])

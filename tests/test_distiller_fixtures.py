@@ -4,8 +4,8 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import DISTILLER_SCHEDULES
+from loops import run_epochs
 
 import compress
 from compress.reports.tables import sparsity_summary
@@ -16,7 +16,8 @@ FILES = sorted(glob.glob(os.path.join(DISTILLER_SCHEDULES, "word_lang_model*.yam
 
 def test_fixtures_are_present():
     if not os.path.isdir(DISTILLER_SCHEDULES):
-        pytest.skip(f"Distiller's schedules are not at {DISTILLER_SCHEDULES} (they ship in ../shared/docs)")
+        pytest.skip(f"Distiller's word-LM schedules are not at {DISTILLER_SCHEDULES} (they are not kept in this "
+                    f"repository)")
     assert len(FILES) == 8
 
 
@@ -29,18 +30,7 @@ def test_distiller_schedule_runs_unchanged(path):
     scheduler = compress.file_config(model, None, path)   # Distiller's example passes no optimizer
     last = max(p.timing.ending for _, _, p in scheduler.policies)
     data = torch.randint(0, 60, (8, 4))
-    for epoch in range(last + 1):
-        scheduler.on_epoch_begin(epoch)
-        for i in range(2):
-            scheduler.on_minibatch_begin(epoch, i, 2)
-            out, _ = model(data, model.init_hidden(4))
-            loss = scheduler.before_backward_pass(epoch, i, 2, F.cross_entropy(out.view(-1, 60), data.view(-1)))
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, i, 2)
-        scheduler.on_epoch_end(epoch)
+    run_epochs(model, scheduler, optimizer, [(data, data.view(-1))] * 2, last + 1, clip=0.25, tell_optimizer=False)
     rows = {r.name: r for r in sparsity_summary(model)}
     for _, name, policy in scheduler.policies:
         pruner = policy.pruner

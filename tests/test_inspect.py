@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import load_example
 from torch import nn
 
 import compress
@@ -16,6 +17,7 @@ from compress.reports.inspection import (
     inspection_table,
     load_task,
 )
+from compress_models.tasks import make_task
 
 
 def test_tied_weights_count_once_and_zeros_are_pruned(tiny_lm):
@@ -50,8 +52,7 @@ def test_inspect_model_reports_what_evaluate_returns():
 @pytest.fixture
 def word_lm_checkpoints(tmp_path, monkeypatch):
     """A tiny examples/word_lm.py checkpoint and a copy with 3/4 of its embedding zeroed."""
-    from examples import word_lm
-    from examples.word_lm_task import make_task
+    word_lm = load_example("word_lm.py")
 
     monkeypatch.chdir(tmp_path)
     original = str(tmp_path / "original.pt")
@@ -83,7 +84,6 @@ def test_inspect_command_prints_both_checkpoints_counts_and_metrics(word_lm_chec
 
 
 def test_a_checkpoint_without_model_flags_is_a_clear_error(tmp_path, word_lm_checkpoints):
-    from examples.word_lm_task import make_task
 
     _, _, model = word_lm_checkpoints
     bare = str(tmp_path / "bare.pt")

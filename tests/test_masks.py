@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from loops import run_epochs
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -25,22 +26,8 @@ OPTIMIZERS = {
 def train(model, scheduler, optimizer, epochs=3, steps=4, clip=0.25, check=None):
     torch.manual_seed(1)
     data = torch.randint(0, 50, (6, 3))
-    for epoch in range(epochs):
-        scheduler.on_epoch_begin(epoch, optimizer)
-        for i in range(steps):
-            scheduler.on_minibatch_begin(epoch, i, steps, optimizer)
-            out, _ = model(data, model.init_hidden(3))
-            loss = F.cross_entropy(out.view(-1, 50), data.view(-1))
-            loss = scheduler.before_backward_pass(epoch, i, steps, loss, optimizer)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            scheduler.before_parameter_optimization(epoch, i, steps, optimizer)
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, i, steps, optimizer)
-            if check:
-                check()
-        scheduler.on_epoch_end(epoch, optimizer)
+    run_epochs(model, scheduler, optimizer, [(data, data.view(-1))] * steps, epochs, clip=clip,
+               after_step=check and (lambda epoch, i: check()))
 
 
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))

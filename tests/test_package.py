@@ -18,9 +18,9 @@ PACKAGE = os.path.dirname(compress.__file__)
 
 # Lower layers never import higher ones; a module may import its own package's modules.
 RANK = {
-    "errors": 0, "options": 1, "registry": 1, "kernels": 1, "context": 2, "sparsity": 2, "io": 2,
-    "modules": 3, "structured": 3, "pruning": 4, "quantization": 4, "scheduling": 5, "optim": 6, "reports": 6,
-    "analysis": 6, "distributed": 6, "search": 7, "export": 7, "distiller": 8, "cli": 9, "__main__": 10,
+    "errors": 0, "options": 1, "registry": 1, "kernels": 1, "distributed": 1.5, "context": 2, "sparsity": 2, "io": 2,
+    "modules": 3, "structured": 3.5, "pruning": 4, "quantization": 4, "scheduling": 5, "optim": 6, "reports": 6,
+    "analysis": 6, "search": 7, "export": 7, "distiller": 8, "cli": 9, "__main__": 10,
 }
 
 

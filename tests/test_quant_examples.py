@@ -1,18 +1,15 @@
 """The PTQ and quantization-benchmark examples run end to end on a tiny model (CPU, seconds)."""
 import os
-import sys
 
 import pytest
-from conftest import ROOT
-
-sys.path.insert(0, os.path.join(ROOT, "examples"))
+from conftest import ROOT, load_example
 
 TINY = ["--emsize", "16", "--nhid", "16", "--synthetic-tokens", "3000", "--bptt", "10", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    import word_lm
+    word_lm = load_example("word_lm.py")
 
     path = str(tmp_path_factory.mktemp("ptq") / "lm.pt")
     word_lm.main(TINY + ["--epochs", "1", "--max-train-batches", "3", "--tied", "--save", path])
@@ -20,7 +17,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_ptq_example_prints_distillers_table_from_a_word_lm_checkpoint(checkpoint, tmp_path, capsys):
-    import ptq_word_lm
+    ptq_word_lm = load_example("ptq_word_lm.py")
 
     stats = str(tmp_path / "stats.yaml")
     rows = ptq_word_lm.main(["--checkpoint", checkpoint, "--synthetic-tokens", "3000", "--bptt", "10",
@@ -37,7 +34,7 @@ def test_ptq_example_prints_distillers_table_from_a_word_lm_checkpoint(checkpoin
 
 
 def test_ptq_example_collects_per_unit_statistics_for_rows_and_schedules_that_need_them(checkpoint, tmp_path, capsys):
-    import ptq_word_lm
+    ptq_word_lm = load_example("ptq_word_lm.py")
 
     from compress.quantization import load_stats
 
@@ -55,14 +52,14 @@ def test_ptq_example_collects_per_unit_statistics_for_rows_and_schedules_that_ne
 
 
 def test_ptq_example_rejects_flags_that_disagree_with_the_checkpoint(checkpoint):
-    import ptq_word_lm
+    ptq_word_lm = load_example("ptq_word_lm.py")
 
     with pytest.raises(SystemExit, match="--nhid 32 disagrees"):
         ptq_word_lm.main(["--checkpoint", checkpoint, "--synthetic-tokens", "3000", "--nhid", "32"])
 
 
 def test_benchmark_example_reports_speed_and_size_against_fp32(capsys):
-    import bench_quant
+    bench_quant = load_example("bench_quant.py")
 
     result = bench_quant.main(["--vocab", "200", "--emsize", "16", "--nhid", "16", "--batch-sizes", "1", "2",
                                "--bptt", "5", "--repeats", "2", "--warmup", "0", "--python-loop"])

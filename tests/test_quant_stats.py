@@ -35,7 +35,8 @@ def test_avg_min_weights_every_sample_once_whatever_its_batch():
 
 
 def test_distillers_example_first_batch_no_longer_dominates():
-    # distiller.md §9: 100 batches, the first with minima -5, the rest -2 → the true average is -2.03
+    # docs/distiller-compat.md: 100 batches, the first with minima -5, the rest -2 → the true average is -2.03
+    # (Distiller's weighting gives -5.03)
     batches = [torch.full((8, 3), -5.0)] + [torch.full((8, 3), -2.0)] * 99
     assert _stats_of(batches, laplace=False)["avg_min"] == pytest.approx(-2.03)
 
@@ -110,7 +111,7 @@ def test_stats_yaml_round_trip(tmp_path):
 
 def test_distillers_shipped_lm_stats_file_loads():
     if not os.path.exists(DISTILLER_STATS):
-        pytest.skip(f"{DISTILLER_STATS} not found (the shared reference docs are not checked out)")
+        pytest.skip(f"{DISTILLER_STATS} not found (Distiller's LM statistics file is not kept in this repository)")
     stats = load_stats(DISTILLER_STATS)
     assert len(stats) == 27
     gate = stats["rnn.cells.0.fc_gate_x"]

@@ -1,7 +1,7 @@
 """Stopping at any epoch and resuming from a checkpoint gives bit-identical weights, masks and optimizer state."""
 import pytest
 import torch
-import torch.nn.functional as F
+from loops import run_epochs
 
 import compress
 from compress_models import RNNModel
@@ -37,21 +37,8 @@ def make(schedule):
 
 
 def train(model, optimizer, scheduler, epochs, data):
-    for epoch in epochs:
-        scheduler.on_epoch_begin(epoch, optimizer)
-        model.train()
-        for i in range(3):
-            scheduler.on_minibatch_begin(epoch, i, 3, optimizer)
-            out, _ = model(data[i], model.init_hidden(4))   # dropout draws from the global RNG
-            loss = F.cross_entropy(out.view(-1, 40), data[i].view(-1))
-            loss = scheduler.before_backward_pass(epoch, i, 3, loss, optimizer)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-            scheduler.before_parameter_optimization(epoch, i, 3, optimizer)
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, i, 3, optimizer)
-        scheduler.on_epoch_end(epoch, optimizer)
+    # the model has dropout, which draws from the global RNG
+    run_epochs(model, scheduler, optimizer, [(d, d.view(-1)) for d in data], len(epochs), epochs.start, clip=0.5)
 
 
 def snapshot(model, optimizer, scheduler):

@@ -172,11 +172,11 @@ def test_missing_file(tmp_path, tiny_lm):
 
 def test_failed_load_leaves_optimizer_untouched(tmp_path, tiny_lm):
     optimizer = sgd(tiny_lm)
-    before = [dict((k, v) for k, v in g.items() if k != "params") for g in optimizer.param_groups]
+    before = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     bad = GOOD.replace("class: ExponentialLR\n    gamma: 0.9", "class: LinearLR\n    start_factor: 0.5") \
               .replace("instance_name: l0_rnn_pruner", "instance_name: nobody")
     expect_error(tmp_path, bad, tiny_lm, optimizer=optimizer)
-    after = [dict((k, v) for k, v in g.items() if k != "params") for g in optimizer.param_groups]
+    after = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     assert after == before
 
 

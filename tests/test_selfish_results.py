@@ -1,15 +1,10 @@
-"""examples/selfish_results.py: five configurations at equal epochs and density, one table."""
-import os
-import sys
-
+"""examples/papers/selfish_results.py: five configurations at equal epochs and density, one table."""
 import yaml
-from conftest import ROOT
-
-sys.path.insert(0, os.path.join(ROOT, "examples"))
+from conftest import load_example
 
 
 def test_small_dense_model_has_the_sparse_models_weight_count():
-    import selfish_results as sr
+    sr = load_example("papers/selfish_results.py")
 
     # PTB, 2x650: 2*10000*650 + 16*650^2 = 19,760,000 weights; 33% of it is 6,520,800
     h = sr.equal_weights_size(10000, 650, 2, 0.33)
@@ -18,7 +13,7 @@ def test_small_dense_model_has_the_sparse_models_weight_count():
 
 
 def test_configurations_share_the_optimizer_switch_and_reach_the_same_density():
-    import selfish_results as sr
+    sr = load_example("papers/selfish_results.py")
 
     built = sr.schedules(0.33, 8, 5)
     assert all(s["extensions"]["nt_asgd"]["class"] == "NTASGDSwitch" for s in built.values())
@@ -29,7 +24,7 @@ def test_configurations_share_the_optimizer_switch_and_reach_the_same_density():
 
 
 def test_results_script_prints_one_table_and_resumes_only_what_is_unfinished(tmp_path, capsys):
-    import selfish_results as sr
+    sr = load_example("papers/selfish_results.py")
 
     argv = ["--size", "16", "--epochs", "1", "--out", str(tmp_path), "--jobs", "1", "--extra",
             "--max-train-batches", "2", "--bptt", "8", "--synthetic-tokens", "3000"]

@@ -2,13 +2,11 @@
 import glob
 import os
 import shlex
-import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, load_example
 
-sys.path.insert(0, os.path.join(ROOT, "examples"))
 FILES = sorted(glob.glob(os.path.join(ROOT, "schedules", "*.yaml")))
 TINY = ["--emsize", "16", "--nhid", "16", "--synthetic-tokens", "3000", "--max-train-batches", "2",
         "--bptt", "10", "--no-progress"]
@@ -45,7 +43,7 @@ def test_there_are_shipped_schedules():
 
 @pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f) for f in FILES])
 def test_shipped_schedule_runs(path, capsys):
-    import word_lm
+    word_lm = load_example("word_lm.py")
 
     args = TINY + example_args(path)   # a schedule's own flags come last and win
     result = word_lm.main(["--schedule", path, "--epochs", str(epochs_needed(path))] + args)
@@ -53,7 +51,7 @@ def test_shipped_schedule_runs(path, capsys):
 
 
 def test_agp_example_reaches_final_sparsity_and_perplexity_falls(capsys):
-    import word_lm
+    word_lm = load_example("word_lm.py")
 
     result = word_lm.main(["--schedule", os.path.join(ROOT, "schedules", "agp_lstm.yaml"), "--tied",
                            "--emsize", "32", "--nhid", "32", "--epochs", "8", "--synthetic-tokens", "20000",

@@ -1,10 +1,7 @@
-"""examples/sipo_ptb.py runs every stage end to end on a tiny model (embedded corpus, CPU) and resumes."""
+"""examples/papers/sipo_ptb.py runs every stage end to end on a tiny model (embedded corpus, CPU) and resumes."""
 import os
-import sys
 
-from conftest import ROOT
-
-sys.path.insert(0, os.path.join(ROOT, "examples"))
+from conftest import load_example
 
 TINY = ["--emsize", "16", "--nhid", "16", "--epochs", "2", "--max-train-batches", "5", "--synthetic-tokens", "5000",
         "--ncs-generations", "3", "--max-evaluations", "30", "--retrain-epochs", "1", "--finetune-epochs", "1",
@@ -12,7 +9,7 @@ TINY = ["--emsize", "16", "--nhid", "16", "--epochs", "2", "--max-train-batches"
 
 
 def test_sipo_example_prints_every_row_and_a_second_run_repeats_nothing(tmp_path, capsys):
-    import sipo_ptb
+    sipo_ptb = load_example("papers/sipo_ptb.py")
 
     out = str(tmp_path / "sipo")
     results = sipo_ptb.main(["--out", out] + TINY)
@@ -36,7 +33,7 @@ def test_sipo_example_on_perplexity_reuses_a_dense_model_and_refuses_mixed_const
     import shutil
 
     import pytest
-    import sipo_ptb
+    sipo_ptb = load_example("papers/sipo_ptb.py")
 
     first = str(tmp_path / "accuracy")
     sipo_ptb.main(["--out", first, "--stages", "dense"] + TINY)
@@ -55,7 +52,7 @@ def test_sipo_example_on_perplexity_reuses_a_dense_model_and_refuses_mixed_const
 
 
 def test_sipo_example_flags_reach_the_schedule():
-    import sipo_ptb
+    sipo_ptb = load_example("papers/sipo_ptb.py")
 
     default = sipo_ptb.iterative_schedule(sipo_ptb.parse_args([]))["pruners"]["sipo"]
     assert default["stop_at_recovery"] is True and default["mode"] == "max" and default["relative"] is False
@@ -70,7 +67,7 @@ def test_sipo_example_flags_reach_the_schedule():
 
 def test_retraining_dropout_builds_the_pruned_model_and_is_checked(tmp_path):
     import pytest
-    import sipo_ptb
+    sipo_ptb = load_example("papers/sipo_ptb.py")
 
     args = sipo_ptb.parse_args(["--out", str(tmp_path), "--retrain-dropout", "0.1"] + TINY)
     run = sipo_ptb.Run(args)
@@ -85,7 +82,7 @@ def test_iterative_time_limit_ends_the_loop_and_still_fine_tunes(tmp_path, capsy
     import shutil
 
     import pytest
-    import sipo_ptb
+    sipo_ptb = load_example("papers/sipo_ptb.py")
 
     dense_dir = str(tmp_path / "dense")
     sipo_ptb.main(["--out", dense_dir, "--stages", "dense"] + TINY)

@@ -170,3 +170,103 @@ def test_switch_without_validation_metrics_says_what_it_needs():
     scheduler.add_policy(switch, starting_epoch=0, ending_epoch=2)
     with pytest.raises(ValueError, match="metrics"):
         scheduler.on_epoch_end(0, optimizer)
+
+
+# -- the foreach averaging step against the per-parameter loop ----------------------------------------------
+class Layers(torch.nn.Module):
+    def __init__(self, dtype=torch.float32):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.Parameter(torch.randn(6, 5, dtype=dtype))
+        self.b = torch.nn.Parameter(torch.randn(4, 6, dtype=dtype))
+        self.bias = torch.nn.Parameter(torch.randn(4, dtype=dtype))
+
+
+def masked_averaging_run(foreach, steps=12, dtype=torch.float32, **options):
+    """Averaging steps on a masked model whose masks change twice (prune, then regrow at other positions)."""
+    model = Layers(dtype)
+    optimizer = SparseNTASGD(model.parameters(), lr=0.3, averaging=True, foreach=foreach, **options)
+    store = MaskStore(model, optimizer)
+    masks = torch.Generator().manual_seed(1)
+    grads = torch.Generator().manual_seed(2)
+    for step in range(steps):
+        if step in (0, 4, 8):
+            for name in ("a", "b"):
+                p = store.parameter(name)
+                store.set_mask(name, torch.rand(p.shape, generator=masks) < 0.6, optimizer)
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=grads).to(dtype)
+        optimizer.step()
+        store.after_step()
+    return model, optimizer
+
+
+@pytest.mark.parametrize("options", [{}, {"weight_decay": 0.01}, {"weight_decay": 0.01, "t0": 2},
+                                     {"weight_decay": 0.01, "lambd": 1e-2}, {"t0": 1.5, "lambd": 1e-3}])
+def test_foreach_averaging_step_is_bit_identical_to_the_per_parameter_loop(options):
+    model_f, opt_f = masked_averaging_run(True, **options)
+    model_l, opt_l = masked_averaging_run(False, **options)
+    for pf, pl in zip(model_f.parameters(), model_l.parameters()):
+        assert torch.equal(pf, pl)
+        state_f, state_l = opt_f.state[pf], opt_l.state[pl]
+        assert set(state_f) == set(state_l) == {"step", "eta", "ax", "count"}
+        for key in ("ax", "count"):
+            assert torch.equal(state_f[key], state_l[key]), key
+        assert (state_f["step"], state_f["eta"]) == (state_l["step"], state_l["eta"])
+
+
+def test_foreach_averaging_works_for_float64_weights():
+    model_f, opt_f = masked_averaging_run(True, dtype=torch.float64, weight_decay=0.01)
+    model_l, _ = masked_averaging_run(False, dtype=torch.float64, weight_decay=0.01)
+    for pf, pl in zip(model_f.parameters(), model_l.parameters()):
+        assert torch.equal(pf, pl)
+        assert opt_f.state[pf]["ax"].dtype == torch.float64
+
+
+def test_averages_of_pruned_weights_stay_zero_and_regrown_ones_restart():
+    model, optimizer = masked_averaging_run(True, steps=9, weight_decay=0.01)
+    for p in (model.a, model.b):
+        state = optimizer.state[p]
+        pruned = p == 0
+        assert not state["ax"][pruned].any() and not state["count"][pruned].any()
+        assert set(state["count"][~pruned].unique().tolist()) <= {1.0, 5.0, 9.0}   # since the last reset
+
+
+def test_averaging_step_reuses_its_buffers():
+    model, optimizer = masked_averaging_run(True, steps=2, weight_decay=0.01)
+    held = {p: (optimizer._buffers[p].data_ptr(), optimizer.state[p]["ax"].data_ptr()) for p in model.parameters()}
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    assert {p: (optimizer._buffers[p].data_ptr(), optimizer.state[p]["ax"].data_ptr())
+            for p in model.parameters()} == held
+    assert all(set(state) == {"step", "eta", "ax", "count"} for state in optimizer.state_dict()["state"].values())
+
+
+def test_step_and_eta_are_host_numbers_also_after_loading_a_checkpoint_of_tensors():
+    model, optimizer = masked_averaging_run(True, steps=3, lambd=1e-2)
+    saved = optimizer.state_dict()
+    legacy = {"param_groups": saved["param_groups"],   # how earlier versions saved them: float32 tensors
+              "state": {i: dict(s, step=torch.tensor(float(s["step"])), eta=torch.tensor(s["eta"]))
+                        for i, s in saved["state"].items()}}
+    for state_dict in (saved, legacy):
+        other = Layers()
+        restored = SparseNTASGD(other.parameters(), lr=0.3)
+        restored.load_state_dict(state_dict)
+        for p, q in zip(model.parameters(), other.parameters()):
+            assert restored.state[q]["step"] == optimizer.state[p]["step"] == 3
+            assert type(restored.state[q]["eta"]) is float
+            assert restored.state[q]["eta"] == optimizer.state[p]["eta"]
+
+
+def test_half_precision_weights_are_refused_by_name():
+    with pytest.raises(compress.errors.ArgumentError, match="float32 or float64"):
+        SparseNTASGD([torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))], lr=0.1)
+
+
+def test_module_examples_run():
+    import doctest
+
+    import compress.optim.snt_asgd as module
+
+    assert doctest.testmod(module).failed == 0

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from loops import run_epochs
 from torch import nn
 
 import compress
@@ -109,7 +110,8 @@ def test_an_ncs_option_with_greedy_search_is_a_schedule_error():
 def test_one_threshold_per_group_prunes_the_smallest_magnitudes_across_its_tensors():
     params = {"a": torch.tensor([1.0, -2.0, 3.0, 4.0]), "b": torch.tensor([5.0, 6.0, -0.5, 7.0]),
               "c": torch.tensor([0.1, 0.2])}
-    groups = [compress.pruning.criteria.ParameterGroup("ab", ("a", "b")), compress.pruning.criteria.ParameterGroup("c", ("c",))]
+    groups = [compress.pruning.criteria.ParameterGroup("ab", ("a", "b")),
+              compress.pruning.criteria.ParameterGroup("c", ("c",))]
     masks = group_masks(groups, params, {"ab": 0.25, "c": 0.0})
     # int(0.25 * 8) = 2 smallest of the group: -0.5 (in b) and 1.0 (in a); rate 0 prunes nothing
     assert masks["a"].tolist() == [False, True, True, True]
@@ -347,18 +349,9 @@ def iterative_schedule(**overrides):
 
 def train(model, scheduler, optimizer, x, teacher, epochs, start=0, steps=20):
     policy = scheduler.policies[0][2]
-    for epoch in range(start, start + epochs):
-        scheduler.on_epoch_begin(epoch, optimizer)
-        if policy.finished:  # the best recovered model is in place; stop here instead of fine-tuning it
-            break
-        for i in range(steps):
-            scheduler.on_minibatch_begin(epoch, i, steps, optimizer)
-            loss = ((model(x) - x @ teacher.T) ** 2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.on_minibatch_end(epoch, i, steps, optimizer)
-        scheduler.on_epoch_end(epoch, optimizer)
+    # stops once the best recovered model is in place, instead of fine-tuning it
+    run_epochs(model, scheduler, optimizer, [x] * steps, epochs, start,
+               loss=lambda model, x, i: ((model(x) - x @ teacher.T) ** 2).mean(), until=lambda: policy.finished)
     return policy
 
 

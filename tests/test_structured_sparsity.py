@@ -1,11 +1,11 @@
 """Predefined structured sparseness: SparseLSTM / SparseEmbedding modules and their mask forms."""
 import json
 import os
-import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, load_example
+from loops import run_epochs
 from torch import nn
 
 import compress
@@ -16,10 +16,8 @@ from compress.reports.tables import sparsity_summary
 from compress.sparsity.names import ParameterIndex
 from compress.structured import SparseEmbedding, SparseLSTM, dense_equivalent
 from compress.structured.geometry import embedding_block_structure, lstm_block_structure
-from compress_models import RNNModel, SparseRNNModel, load_corpus
+from compress_models import RNNModel, SparseRNNModel, builders, load_corpus
 from compress_models.sparse_lm import layer_reductions
-
-sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 F = 0.66666  # the seed's --sparse_fract
 
@@ -111,15 +109,8 @@ def test_schedule_fixes_the_structure_of_each_layer_and_keeps_it_after_steps():
                            "weights": ["rnn.weight_*_l1"]}},
         "policies": [{"pruner": {"instance_name": "l0"}, "epochs": [0]},
                      {"pruner": {"instance_name": "l1"}, "epochs": [0]}]})
-    scheduler.on_epoch_begin(0)
     data = torch.randint(50, (5, 3))
-    for epoch in range(2):
-        scheduler.on_minibatch_begin(epoch, 0, 1, optimizer)
-        out, _ = model(data, model.init_hidden(3))
-        optimizer.zero_grad()
-        out.sum().backward()
-        optimizer.step()
-        scheduler.on_minibatch_end(epoch, 0, 1, optimizer)
+    run_epochs(model, scheduler, optimizer, [data], 2, loss=lambda model, x, i: model(x, model.init_hidden(3))[0].sum())
     expected = {}
     for layer, kwargs in ((0, dict(reduce_in=1.0, reduce_out=0.5)), (1, dict(blocks=4, density=0.5))):
         ih, hh = lstm_block_structure(16, 16, **kwargs).masks()
@@ -323,26 +314,22 @@ def test_sparse_modes_reduce_the_widened_sizes_of_a_tied_three_layer_model(mode,
 
 
 def test_seed_flags_build_the_papers_wide_sparse_model_and_sorted_block_embedding():
-    import word_lm
-
-    args = word_lm.parse_args(["--sparse_mode", "sparse_hidden", "--sparse_fract", "0.66666", "--nhid", "1725",
+    args = builders.parse_args(["--sparse_mode", "sparse_hidden", "--sparse_fract", "0.66666", "--nhid", "1725",
                                "--emsize", "400", "--nlayers", "3", "--tied", "--emblocks", "10",
                                "--emdensity", "0.5"])
-    model = word_lm.build_model(args, 10_000)
+    model = builders.build_model(args, 10_000)
     assert [rnn.structure.blocks for rnn in model.rnns] == [3, 3, 2]
     assert model.rnns[1].structure.input_windows == ((0, 957), (383, 1341), (767, 1725))
     assert sum(p.numel() for p in model.rnns[1].parameters()) == lstm_params(1150, 1150)
     assert model.encoder.structure.starts == (0, 1684, 3084, 4249, 5217, 6022, 6691, 7248, 7711, 8094)
-    assert word_lm.vocab_order(args) == "up"
+    assert builders.vocab_order(args) == "up"
 
 
 def test_vocabulary_is_sorted_rarest_first_only_for_block_embeddings(tmp_path):
-    import word_lm
-
-    assert word_lm.vocab_order(word_lm.parse_args([])) == "none"
-    assert word_lm.vocab_order(word_lm.parse_args(["--schedule", os.path.join(
+    assert builders.vocab_order(builders.parse_args([])) == "none"
+    assert builders.vocab_order(builders.parse_args(["--schedule", os.path.join(
         ROOT, "schedules", "predefined_sparse_embedding.yaml")])) == "up"
-    assert word_lm.vocab_order(word_lm.parse_args(["--emblocks", "4", "--emdensity", "0.5",
+    assert builders.vocab_order(builders.parse_args(["--emblocks", "4", "--emdensity", "0.5",
                                                    "--vocab-order", "down"])) == "down"
 
 
@@ -359,7 +346,7 @@ def test_tied_sparse_embedding_decodes_with_its_full_matrix():
 
 
 def test_results_script_gives_all_wide_runs_the_predefined_recurrent_count(tmp_path, capsys):
-    import predefined_sparse_ptb
+    predefined_sparse_ptb = load_example("papers/predefined_sparse_ptb.py")
 
     out = tmp_path / "runs"
     predefined_sparse_ptb.main(["--jobs", "1", "--epochs", "2", "--max-train-batches", "2", "--bptt", "50",

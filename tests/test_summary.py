@@ -1,6 +1,7 @@
 """Tests for compress.reports.tables, checked against numbers computed by hand."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from typing import List
@@ -78,7 +79,8 @@ def _check_tiny_rows(rows: List[SparsityRow]) -> None:
 
 def _parse_psql(table: str) -> List[List[str]]:
     """Cells of every data/header line of a psql table (border lines dropped)."""
-    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("|") and not line.startswith("|-")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("|") and not line.startswith("|-")]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ def test_half_precision_statistics() -> None:
 
 def test_rows_are_frozen() -> None:
     (r,) = sparsity_summary({"w": torch.tensor(W)})
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         r.name = "other"  # type: ignore[misc]
 
 
@@ -264,7 +266,8 @@ def test_perplexity_table_accuracy_and_extra_columns() -> None:
             ]
         )
     )
-    assert cells[0] == ["Name", "Sparsity (%)", "NNZ", "Val PPL", "Test PPL", "Accuracy (%)", "epochs", "schedule", "lr"]
+    assert cells[0] == ["Name", "Sparsity (%)", "NNZ", "Val PPL", "Test PPL", "Accuracy (%)", "epochs", "schedule",
+                        "lr"]
     assert cells[1] == ["a", "-", "-", "90.00", "-", "-", "40", "agp.yaml", "-"]
     assert cells[2] == ["b", "-", "-", "-", "-", "31.25", "20", "-", "0.001"]
 

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
 from compress import options
+from compress.distributed import all_gather_object, barrier, is_distributed, world
 from compress.errors import ArgumentError, CheckpointError, describe
 from compress.io.files import atomic_write, safe_torch_load
 
 if TYPE_CHECKING:  # annotations only: io sits below scheduling
     from compress.scheduling.scheduler import CompressionScheduler
+
+# A thinned recurrent layer (compress.structured.thinning) keeps its surviving units as long buffers ``units_l{k}``;
+# io sits below structured, so it recognises them by that name alone, to say how to rebuild the structure.
+_THINNED_UNITS = re.compile(r"(?:^|\.)units_l\d+$")
+
+
+def _is_thinned_state(state: Mapping[str, Any]) -> bool:
+    return any(_THINNED_UNITS.search(k) and torch.is_tensor(v) and v.dtype == torch.long for k, v in state.items())
 
 FORMAT = "compress.checkpoint"
 FIELDS = ("format", "version", "model", "optimizer", "scheduler", "rng", "extra")
@@ -43,16 +53,31 @@ def _check_plain(value: Any, key: str) -> None:
                     f"(numbers, strings, lists, dicts) can be loaded back safely")
 
 
-def rng_state() -> Dict[str, Any]:
-    """The torch RNG states (CPU, and every CUDA device if CUDA is initialised)."""
+def _local_rng_state() -> Dict[str, Any]:
     state: Dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def rng_state() -> Dict[str, Any]:
+    """The torch RNG states (CPU, and every CUDA device if CUDA is initialised).
+
+    Under ``torch.distributed`` (a collective: every rank calls it) the states of every rank are kept too, under
+    ``ranks``, so that a resumed run draws each rank's dropout masks exactly as the uninterrupted one.
+    """
+    state = _local_rng_state()
+    if is_distributed():
+        state["ranks"] = all_gather_object(state)
+    return state
+
+
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore :func:`rng_state`."""
+    """Restore :func:`rng_state` (each rank its own state, when the checkpoint has one per rank)."""
+    rank, size = world()
+    ranks = state.get("ranks")
+    if isinstance(ranks, (list, tuple)) and len(ranks) == size and size > 1:
+        state = ranks[rank]
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -71,6 +96,9 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         scheduler: its ``state_dict`` (masks, policy and pruner state, position) is saved, if given.
         **extra: anything else to keep (epoch, best validation loss, arguments...): tensors and plain data only.
 
+    Under ``torch.distributed`` every rank calls it (the RNG states of all ranks are gathered) and rank 0 alone
+    writes; the others wait until the file is complete.
+
     Raises:
         TypeError: an ``extra`` value could not be loaded back with ``weights_only=True``.
     """
@@ -85,8 +113,10 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         "rng": rng_state(),
         "extra": dict(extra),
     }
-    with atomic_write(path) as f:
-        torch.save(state, f)
+    if world()[0] == 0:
+        with atomic_write(path) as f:
+            torch.save(state, f)
+    barrier()  # no rank reads the file before it is complete
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
@@ -137,6 +167,9 @@ def _check_model_state(path: str, model: nn.Module, saved: Mapping[str, Any]) ->
     own = model.state_dict()
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
+    if (missing or unexpected) and _is_thinned_state(saved) and not _is_thinned_state(own):
+        raise CheckpointError(f"{path}: holds a thinned model (hidden units removed); build its structure from this "
+                              f"dense model first: model = compress.structured.thinned_skeleton(model, {path!r})")
     if missing or unexpected:
         raise ArgumentError("model", f"does not fit this model: missing {describe(missing)}, "
                                      f"unexpected {describe(unexpected)}")

@@ -3,8 +3,8 @@
 Magnitude pruners need, at every pruning event (possibly every minibatch), the
 k-th smallest ``|x|`` over one tensor ("level" pruning) or over many tensors
 ("global" pruning).  ``torch.kthvalue`` on a concatenation is exact but slow on
-CUDA (a single thread block per slice: ~0.7 s at 1e8 elements), needs a full
-copy of the inputs, and ``torch.quantile`` refuses inputs above 16M elements.
+CUDA (a single thread block per slice), needs a full copy of the inputs, and
+``torch.quantile`` refuses inputs above 16M elements.
 
 This module selects the exact k-th smallest magnitude with a sampling-based
 selection in the spirit of Floyd and Rivest:
@@ -36,9 +36,8 @@ concatenated into buffers of at most ``chunk_size`` elements, so the
 temporaries stay bounded (one working-dtype chunk plus two or three bool
 chunks, or none with the Triton kernel, plus the candidates) at any input size.
 
-Speed (median, float32, sparsity 0.8, one H100; ``torch.kthvalue`` beside):
-1e7 elements ~0.7 ms (kthvalue 62 ms), 1e8 ~1 ms (712 ms), 1e9 ~5 ms in
-8 tensors (torch ops without Triton: 2.3 ms at 1e8, 18 ms at 1e9).
+Speed: ``examples/bench_threshold.py`` times it beside ``torch.kthvalue``; the
+figures measured so far are in ``examples/README.md``.
 
 Semantics (matching ``torch.kthvalue`` on the float32 magnitudes):
 
@@ -592,6 +591,14 @@ def kth_smallest_magnitude(
             of range, or an unknown ``method``.
         TypeError: A non-tensor, a non-floating-point tensor, or a non-integer ``k``.
         RuntimeError: ``use_triton=True`` on CUDA where Triton is unavailable.
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.tensor([3.0, -1.0, 4.0]), torch.tensor([[-1.5], [9.0]])
+        >>> kth_smallest_magnitude([a, b], 2)
+        tensor(1.5000)
+        >>> kth_smallest_magnitude([a, b], 2, method="radix")
+        tensor(1.5000)
     """
     tensors, device = _validate(tensors)
     if isinstance(k, bool):
@@ -666,12 +673,12 @@ def magnitude_threshold(
     sparsity: float,
     **select_options: Any,
 ) -> torch.Tensor | None:
-    """Distiller's level-pruning threshold over one or many tensors.
+    """The level-pruning threshold over one or many tensors (Distiller's criterion).
 
     With ``N`` the total number of elements and ``k = int(sparsity * N)``, the
     threshold is the k-th smallest ``|x|``; masking ``|x| > threshold`` prunes
-    at least ``k`` elements (ties at the threshold are pruned, so the realised
-    sparsity can overshoot).
+    at least ``k`` elements (ties at the threshold are pruned, as in Distiller,
+    so the realised sparsity can overshoot).
 
     Args:
         tensors: A tensor or a sequence of floating-point tensors on one device.
@@ -686,6 +693,15 @@ def magnitude_threshold(
     Raises:
         ValueError: ``sparsity`` outside ``[0, 1]`` (or NaN), empty ``tensors``,
             or tensors on different devices.
+
+    Example:
+        >>> import torch
+        >>> w = torch.tensor([0.5, -0.1, 0.3, -0.2])
+        >>> t = magnitude_threshold(w, 0.5)
+        >>> t, (w.abs() > t).tolist()
+        (tensor(0.2000), [True, False, True, False])
+        >>> magnitude_threshold(w, 0.2) is None  # int(0.2 * 4) == 0: nothing to prune
+        True
     """
     s = _check_sparsity(sparsity)
     tensors, device = _validate(_as_list(tensors))

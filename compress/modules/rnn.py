@@ -9,11 +9,10 @@ names and PyTorch's ``i, f, g, o`` gate order, so Distiller's statistics and ove
     rnn.cells.0.act_{f,i,o,g,h}   rnn.cells.0.eltwisemult_{cell_forget,cell_input,hidden}
     rnn.cells.0.eltwiseadd_cell   rnn.dropout   (rnn.cells_reverse.N.* when bidirectional)
 
-Unlike Distiller's ``DistillerLSTM`` (a Python loop over time steps that runs *every* operation per step),
-the input projection ``fc_gate_x`` is applied to the whole sequence in one matrix product per layer and
-direction; only the recurrent part loops. Bidirectional layers, any number of layers, ``batch_first``,
-unbatched input and ``PackedSequence`` input (variable lengths, by masking) are supported, and there is a
-GRU (Distiller had none).
+The input projection ``fc_gate_x`` is applied to the whole sequence in one matrix product per layer and
+direction; only the recurrent part loops over time steps. Bidirectional layers, any number of layers,
+``batch_first``, unbatched input and ``PackedSequence`` input (variable lengths, by masking) are supported, for
+the LSTM and the GRU (how this differs from Distiller's ``DistillerLSTM``: ``docs/distiller-compat.md``).
 
 Conversion shares the Parameter objects (no copy), so an optimizer built before the conversion still
 updates them; note that parameter *names* change (``rnn.weight_ih_l0`` → ``rnn.cells.0.fc_gate_x.weight``).
@@ -93,6 +92,16 @@ class ModularLSTMCell(_ModularCell):
         input_size: features of the input.
         hidden_size: features of the hidden state.
         bias: whether ``fc_gate_x`` and ``fc_gate_h`` have biases.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> reference = nn.LSTMCell(3, 2)
+        >>> cell = ModularLSTMCell.from_pytorch(reference)          # shares the Parameters
+        >>> x, state = torch.randn(4, 3), (torch.zeros(4, 2), torch.zeros(4, 2))
+        >>> h, c = cell(x, state)
+        >>> torch.allclose(h, reference(x, state)[0], atol=1e-6), h.shape
+        (True, torch.Size([4, 2]))
     """
 
     torch_cell = nn.LSTMCell
@@ -149,6 +158,15 @@ class ModularGRUCell(_ModularCell):
         input_size: features of the input.
         hidden_size: features of the hidden state.
         bias: whether ``fc_gate_x`` and ``fc_gate_h`` have biases.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> reference = nn.GRUCell(3, 2)
+        >>> cell = ModularGRUCell.from_pytorch(reference)
+        >>> x, h = torch.randn(4, 3), torch.randn(4, 2)
+        >>> torch.allclose(cell(x, h), reference(x, h), atol=1e-6)
+        True
     """
 
     torch_cell = nn.GRUCell
@@ -364,7 +382,7 @@ class _ModularRNN(nn.Module):
 
 
 class ModularLSTM(_ModularRNN):
-    """A drop-in ``nn.LSTM`` made of :class:`ModularLSTMCell` s (Distiller's ``DistillerLSTM``, faster).
+    """A drop-in ``nn.LSTM`` made of :class:`ModularLSTMCell` s (the counterpart of Distiller's ``DistillerLSTM``).
 
     Args:
         input_size: features of the input.
@@ -374,6 +392,21 @@ class ModularLSTM(_ModularRNN):
         batch_first: input and output are ``(B, T, F)`` instead of ``(T, B, F)``.
         dropout: dropout on the output of every layer but the last (the ``dropout`` submodule).
         bidirectional: add a reverse direction per layer (``cells_reverse``); outputs are concatenated.
+
+    Raises:
+        ValueError: ``num_layers < 1`` or ``dropout`` outside ``[0, 1]``.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> reference = nn.LSTM(3, 4, num_layers=2)
+        >>> lstm = ModularLSTM.from_pytorch(reference)
+        >>> x = torch.randn(5, 2, 3)                                  # (time, batch, features)
+        >>> out, (h, c) = lstm(x)
+        >>> torch.allclose(out, reference(x)[0], atol=1e-5), tuple(h.shape)
+        (True, (2, 2, 4))
+        >>> [n for n, _ in lstm.named_modules()][2:5]
+        ['cells.0', 'cells.0.fc_gate_x', 'cells.0.fc_gate_h']
     """
 
     cell_class = ModularLSTMCell
@@ -382,16 +415,18 @@ class ModularLSTM(_ModularRNN):
 
 
 class ModularGRU(_ModularRNN):
-    """A drop-in ``nn.GRU`` made of :class:`ModularGRUCell` s.
+    """A drop-in ``nn.GRU`` made of :class:`ModularGRUCell` s; its arguments are :class:`ModularLSTM`'s.
 
-    Args:
-        input_size: features of the input.
-        hidden_size: features of the hidden state.
-        num_layers: stacked layers.
-        bias: whether the gate projections have biases.
-        batch_first: input and output are ``(B, T, F)`` instead of ``(T, B, F)``.
-        dropout: dropout on the output of every layer but the last (the ``dropout`` submodule).
-        bidirectional: add a reverse direction per layer (``cells_reverse``); outputs are concatenated.
+    Raises:
+        ValueError: ``num_layers < 1`` or ``dropout`` outside ``[0, 1]``.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> gru = ModularGRU(3, 4, batch_first=True, bidirectional=True)
+        >>> out, h = gru(torch.randn(2, 5, 3))                        # (batch, time, features)
+        >>> tuple(out.shape), tuple(h.shape)
+        ((2, 5, 8), (2, 2, 4))
     """
 
     cell_class = ModularGRUCell
@@ -454,6 +489,19 @@ def convert_to_modular(model: nn.Module) -> nn.Module:
 
     Args:
         model: any module.
+
+    Returns:
+        ``model`` itself with its recurrent layers replaced, or the modular twin of a bare recurrent module.
+
+    Raises:
+        ValueError: an ``nn.LSTM`` with ``proj_size`` (projected LSTMs are not supported).
+
+    Example:
+        >>> model = nn.Sequential(nn.Embedding(10, 4), nn.LSTM(4, 4))
+        >>> weight = model[1].weight_hh_l0
+        >>> model = convert_to_modular(model)
+        >>> type(model[1]).__name__, model[1].cells[0].fc_gate_h.weight is weight
+        ('ModularLSTM', True)
     """
     return _swap(model, lambda m: _TO_MODULAR[type(m)].from_pytorch(m), lambda m: type(m) in _TO_MODULAR)
 
@@ -463,6 +511,15 @@ def convert_from_modular(model: nn.Module) -> nn.Module:
 
     Args:
         model: any module.
+
+    Returns:
+        ``model`` itself with its modular layers replaced, or the PyTorch twin of a bare modular module; the
+        Parameters are shared.
+
+    Example:
+        >>> lstm = convert_from_modular(ModularLSTM(4, 4, num_layers=2))
+        >>> type(lstm).__name__, sorted(n for n, _ in lstm.named_parameters())[:2]
+        ('LSTM', ['bias_hh_l0', 'bias_hh_l1'])
     """
     return _swap(model, lambda m: m.to_pytorch(), lambda m: isinstance(m, _FROM_MODULAR))
 
@@ -502,5 +559,19 @@ def converted_module_types(model: nn.Module) -> List[Tuple[str, type]]:
 
 
 def converted_module_names(model: nn.Module) -> List[str]:
-    """The module names ``model`` would have after :func:`convert_to_modular`, without converting it."""
+    """The module names ``model`` would have after :func:`convert_to_modular`, without converting it.
+
+    Quantizer ``overrides`` are checked against these names before the model is changed.
+
+    Args:
+        model: any module.
+
+    Returns:
+        Every module name, in ``named_modules`` order (``""`` is the model itself).
+
+    Example:
+        >>> names = converted_module_names(nn.Sequential(nn.LSTM(2, 3)))
+        >>> "0.cells.0.eltwisemult_cell_forget" in names, "0.dropout" in names
+        (True, True)
+    """
     return [name for name, _ in converted_module_types(model)]

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from compress import options
+from compress.distributed import mean_over_ranks
 from compress.errors import ArgumentError
 from compress.optim.snt_asgd import SparseNTASGD
 from compress.registry import register_extension
@@ -23,6 +24,23 @@ def nonmonotone_trigger(history: Sequence[float], current: float, nonmono: int) 
 
     True when ``len(history) > nonmono`` and ``current > min(history[:-nonmono])``, with ``history`` the losses
     of the epochs before this one (Merity et al. 2018; Selfish-RNN uses it unchanged).
+
+    Args:
+        history: validation losses of the earlier epochs, oldest first.
+        current: this epoch's validation loss.
+        nonmono: epochs of patience.
+
+    Returns:
+        Whether to switch to averaging now.
+
+    Raises:
+        ValueError: ``nonmono < 0``.
+
+    Example:
+        >>> nonmonotone_trigger([3.0, 2.0, 2.5], 2.6, nonmono=1)   # worse than 2.0, two epochs ago
+        True
+        >>> nonmonotone_trigger([3.0, 2.0, 2.5], 2.6, nonmono=2)   # only 3.0 is old enough
+        False
     """
     if nonmono < 0:
         raise ValueError(f"nonmono must be >= 0, got {nonmono}")
@@ -42,6 +60,16 @@ class NonMonotoneTrigger:
 
     Args:
         nonmono: epochs of patience.
+
+    Raises:
+        ArgumentError: ``nonmono`` is not an integer ``>= 0``.
+
+    Example:
+        >>> trigger = NonMonotoneTrigger(nonmono=1)
+        >>> [trigger.step(loss) for loss in (3.0, 2.0, 2.5, 2.6)]
+        [False, False, False, True]
+        >>> trigger.state_dict()
+        {'nonmono': 1, 'history': [3.0, 2.0, 2.5, 2.6]}
     """
 
     def __init__(self, nonmono: int = 5):
@@ -75,7 +103,7 @@ def _validation_loss(kwargs: Mapping[str, Any]) -> float:
     if not isinstance(metrics, (Real, torch.Tensor)) or isinstance(metrics, bool):
         raise ValueError("NTASGDSwitch needs the validation loss: call on_epoch_end(epoch, optimizer, "
                          "metrics={'min': val_loss}) (or metrics=<float>)")
-    return float(metrics)
+    return mean_over_ranks(float(metrics))  # one decision for every rank of a distributed run
 
 
 @register_extension
@@ -98,6 +126,23 @@ class NTASGDSwitch(ScheduledTrainingPolicy):
         optimizer: supplied by the library: the optimizer given to the schedule, which must be a
             :class:`SparseNTASGD`.
         nonmono: epochs of patience (AWD-LSTM and Selfish-RNN: 5).
+
+    Raises:
+        ArgumentError: the optimizer is not a :class:`SparseNTASGD`, or ``nonmono`` is not an integer ``>= 0``.
+        ValueError: at an epoch's end, ``metrics`` holds no validation loss (a NaN one is logged and not counted).
+
+    Example:
+        >>> import compress
+        >>> model = torch.nn.Linear(2, 1)
+        >>> optimizer = SparseNTASGD(model.parameters(), lr=0.1)
+        >>> schedule = {"extensions": {"asgd": {"class": "NTASGDSwitch", "nonmono": 1}},
+        ...             "policies": [{"extension": {"instance_name": "asgd"}, "starting_epoch": 0,
+        ...                           "ending_epoch": 10}]}
+        >>> scheduler = compress.dict_config(model, optimizer, schedule)
+        >>> for epoch, val_loss in enumerate([3.0, 2.0, 2.5, 2.6]):
+        ...     scheduler.on_epoch_end(epoch, optimizer, metrics={"min": val_loss})
+        >>> optimizer.averaging, scheduler.components["extensions"]["asgd"].switched_at
+        (True, 3)
     """
 
     def __init__(self, name: str, optimizer: Optional[torch.optim.Optimizer], nonmono: int = 5):

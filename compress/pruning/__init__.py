@@ -12,6 +12,7 @@ Masks are applied by :class:`compress.sparsity.MaskStore`, never here.
 """
 from compress.pruning.base import (
                                       FixedStructurePruner,
+                                      PerWeightPruner,
                                       Pruner,
                                       RegrowingPruner,
                                       SearchingPruner,
@@ -31,6 +32,7 @@ from compress.pruning.pruners import (
                                       SparsityLevelParameterPruner,
                                       SplicingPruner,
                                       StageWisePruner,
+                                      UnitPruner,
 )
 from compress.pruning.rate_search import (
                                       Constraint,
@@ -38,12 +40,16 @@ from compress.pruning.rate_search import (
                                       prune_to_constraint,
                                       search_group_rates,
 )
-from compress.pruning.regularizers import GroupLassoRegularizer, L1Regularizer
+from compress.pruning.regularizers import (
+                                      GroupLassoRegularizer,
+                                      L1Regularizer,
+                                      UnitGroupLassoRegularizer,
+)
 from compress.pruning.sensitivity import SensitivityResult, sensitivity_analysis
 
-__all__ = ["Pruner", "FixedStructurePruner", "RegrowingPruner", "SearchingPruner", "TopologyUpdate",
+__all__ = ["Pruner", "PerWeightPruner", "FixedStructurePruner", "RegrowingPruner", "SearchingPruner", "TopologyUpdate",
            "AutomatedGradualPruner", "BaiduRNNPruner", "SparsityLevelParameterPruner", "MagnitudeParameterPruner",
            "SensitivityPruner", "SplicingPruner", "BlockSparseLSTMPruner", "BlockEmbeddingPruner",
            "DynamicSparsityPruner", "SelfishRNNPruner", "SETPruner", "RigLPruner", "StageWisePruner",
-           "L1Regularizer", "GroupLassoRegularizer", "Constraint", "SearchResult", "search_group_rates",
-           "prune_to_constraint", "SensitivityResult", "sensitivity_analysis"]
+           "UnitPruner", "L1Regularizer", "GroupLassoRegularizer", "UnitGroupLassoRegularizer", "Constraint",
+           "SearchResult", "search_group_rates", "prune_to_constraint", "SensitivityResult", "sensitivity_analysis"]

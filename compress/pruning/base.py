@@ -114,6 +114,26 @@ class Pruner(abc.ABC):
     Args:
         name: the instance name (the schedule's key).
         weights: names or patterns of the weights it prunes; resolved by :meth:`bind`.
+
+    Raises:
+        ArgumentError: ``weights`` is not a name or a list of names; at :meth:`bind`, it lists none or a name
+            matches no parameter.
+
+    Example:
+        >>> from compress.scheduling import CompressionScheduler
+        >>> class KeepPositive(Pruner):
+        ...     def compute_masks(self, params, current, step):
+        ...         return {n: params[n] > 0 for n in self.weights}
+        >>> layer = nn.Linear(2, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[1.0, -1.0], [-2.0, 2.0]]))
+        >>> scheduler = CompressionScheduler(layer)
+        >>> scheduler.add_policy(KeepPositive("positive", weights="weight"), epochs=[0])
+        >>> scheduler.on_epoch_begin(0)
+        >>> (layer.weight != 0).tolist()
+        [[True, False], [False, True]]
+
+    Registered with :func:`compress.register_pruner`, the same class is nameable in a schedule's ``pruners:``.
     """
 
     #: True when the pruner wants to be asked at every minibatch of its active epochs.
@@ -177,11 +197,35 @@ class Pruner(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, weights={self.weights or self.weight_patterns})"
 
 
+class PerWeightPruner(Pruner):
+    """A pruner configured weight by weight with a Distiller-style map ``{name or pattern: value, '*': default}``.
+
+    Subclasses name the constructor argument that holds the map in :attr:`targets_key`; :meth:`bind` resolves it
+    into :attr:`targets` (canonical name → value) and prunes exactly those weights.
+    """
+
+    #: the attribute (and constructor argument) holding the per-weight map
+    targets_key: str = "targets_spec"
+
+    def bind(self, index: ParameterIndex) -> None:
+        """Resolve the per-weight map against the model; ``ArgumentError`` names the entry that matches nothing."""
+        self.targets = resolve_targets(index, getattr(self, self.targets_key), self.targets_key)
+        self.weights = list(self.targets)
+
+
 class FixedStructurePruner(Pruner):
     """A pruner whose masks are a structure fixed by the weight shapes, computed once in :meth:`bind`.
 
     Subclasses fill :attr:`structures` (each with a ``num_parameters``) and ``_masks`` (name → bool mask) in
     ``bind``; every call of :meth:`compute_masks` returns those masks, moved to the weights' device.
+
+    Example:
+        >>> from compress.pruning import BlockEmbeddingPruner
+        >>> from compress.sparsity import ParameterIndex
+        >>> pruner = BlockEmbeddingPruner("emb", weights="weight", blocks=2, density=0.5)
+        >>> pruner.bind(ParameterIndex(nn.Embedding(6, 4)))
+        >>> isinstance(pruner, FixedStructurePruner), pruner.num_parameters   # of 24
+        (True, 12)
     """
 
     def __init__(self, name: str, weights: WeightSpec = None):
@@ -213,6 +257,13 @@ class TopologyUpdate:
         death_rate: the death rate the event used.
         removed: weights that died, per weight.
         grown: weights that grew, per weight.
+
+    Example:
+        >>> old, new = torch.tensor([True, True, False]), torch.tensor([False, True, True])
+        >>> update = TopologyUpdate(survivors={"w": old & new}, masks={"w": new}, death_rate=0.5,
+        ...                         removed={"w": 1}, grown={"w": 1})
+        >>> update.survivors["w"].tolist()
+        [False, True, False]
     """
 
     survivors: Dict[str, torch.Tensor]
@@ -231,9 +282,17 @@ class RegrowingPruner(Pruner):
     :meth:`observe_epoch_end`, and applies :meth:`prune_and_regrow`'s result in two steps (survivors, then the
     new topology) so grown weights restart at zero.
 
+    Example:
+        >>> from compress.pruning import SETPruner
+        >>> from compress.scheduling.policies import policy_for
+        >>> pruner = SETPruner("set", density=0.2)
+        >>> isinstance(pruner, RegrowingPruner), type(policy_for(pruner)).__name__
+        (True, 'DynamicSparsityPolicy')
+
     Attributes:
         initialised: True once :meth:`initial_masks` has run (saved in :meth:`state_dict`).
-        update_frequency: ``'epoch'`` (update at every active epoch's end) or a number of minibatches.
+        update_frequency: ``'epoch'`` (update at every active epoch's end), a number of minibatches, or
+            ``'never'`` (the initial topology stays).
     """
 
     initialised: bool = False
@@ -274,6 +333,16 @@ class SearchingPruner(Pruner):
         max_iterations: most iterations.
         retries: further attempts after a failed recovery.
         rates: the rates of the last search (saved in :meth:`state_dict`).
+
+    Example:
+        >>> from compress.pruning import StageWisePruner
+        >>> pruner = StageWisePruner("sipo", max_degradation=0.05, relative=True)
+        >>> pruner.require_evaluate()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        compress.errors.CompressError: pruner 'sipo' (StageWisePruner) needs an evaluate(model) -> float callable...
+        >>> pruner.better(95.0, 100.0), pruner.recovery.satisfied(100.0, 100.0)   # 'min': lower is better
+        (True, True)
     """
 
     evaluate: Optional[Callable[[nn.Module], float]] = None

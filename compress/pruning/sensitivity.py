@@ -1,9 +1,9 @@
 """Sensitivity analysis: how much each weight (or group of weights) alone can be pruned, and a starting schedule.
 
 Every group is pruned by magnitude, alone, at each listed sparsity, on a copy of the model; the copy's weights are
-restored before each level, so levels never accumulate (Distiller's ``perform_sensitivity_analysis`` reused one
-copy and its pruning piled up across levels). The metric is whatever ``evaluate(model) -> float`` returns, lower
-or higher is better (``mode``), not Distiller's fixed ``(top1, top5, loss)``.
+restored before each level, so levels never accumulate. The metric is whatever ``evaluate(model) -> float``
+returns, lower or higher is better (``mode``). How this differs from Distiller's ``perform_sensitivity_analysis``:
+``docs/distiller-compat.md``.
 
     result = sensitivity_analysis(model, lambda m: val_perplexity(m), [0.0, 0.25, 0.5, 0.75, 0.9])
     table = result.table()                    # a string, for the caller to print or log
@@ -56,6 +56,25 @@ class SensitivityResult:
         groups: the groups, in model order.
         sparsities: the levels, in the order given.
         values: group name → one metric value per level.
+        sizes: group name → its number of elements.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        ...     _ = model[1].weight.copy_(torch.tensor([[0.5, 1.0]]))
+        >>> def lost(m):                                 # the magnitude pruned away
+        ...     return 11.5 - sum(float(p.detach().abs().sum()) for p in m.parameters())
+        >>> result = sensitivity_analysis(model, lost, [0.0, 0.5, 1.0])
+        >>> print(result.table())
+        +----------+------------+------+-------+--------+
+        | Group    |   Elements |   0% |   50% |   100% |
+        |----------+------------+------+-------+--------|
+        | 0.weight |          4 | 0.00 |  3.00 |  10.00 |
+        | 1.weight |          2 | 0.00 |  0.50 |   1.50 |
+        +----------+------------+------+-------+--------+
+        >>> result.degradation("0.weight", 1), result.levels_for_budget(0.5)
+        (3.0, {'0.weight': 0.0, '1.weight': 0.5})
     """
 
     baseline: float
@@ -220,6 +239,23 @@ def sensitivity_analysis(model: nn.Module, evaluate: Callable[[nn.Module], float
         weights: which tensors (default: all).
         groups: for ``custom`` grouping.
         callback: called as ``callback(group, sparsity, value)`` after every evaluation.
+
+    Returns:
+        A :class:`SensitivityResult` (``.table()``, ``.to_csv(path)``, ``.plot(path)``, ``.to_schedule(path,
+        budget)``).
+
+    Raises:
+        ArgumentError: ``mode`` not ``'min'``/``'max'``, no levels or a level outside [0, 1], or a grouping
+            error (:func:`compress.pruning.criteria.group_parameters`).
+
+    Example:
+        >>> model = nn.Linear(4, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+        >>> result = sensitivity_analysis(model, lambda m: 10.0 - float(m.weight.detach().abs().sum()),
+        ...                               [0.25, 0.5, 0.75])
+        >>> result.values, model.weight.tolist()         # the model itself is unchanged
+        ({'weight': [1.0, 3.0, 6.0]}, [[1.0, 2.0, 3.0, 4.0]])
     """
     if mode not in ("min", "max"):
         raise ArgumentError("mode", f"expected 'min' or 'max', got {mode!r}")

@@ -9,10 +9,10 @@ due for removal, so nothing here imports it. The matrix products call PyTorch's 
 ``torch.ops.quantized.linear_dynamic`` (int8 weights, the activation quantized per tensor inside the kernel)
 and ``torch.ops.quantized.linear_dynamic_fp16``; the recurrence of an all-int8 or all-fp16 layer runs in
 ATen's C++ loop (``torch.quantized_lstm``/``torch.quantized_gru`` over the same packed weights), so Python
-runs once per sequence, not per time step. On the 2-core x86 CPU of targets.md these kernels measured
-3.5–33× fp32 at batch 1, while the alternatives lose to plain fp32 matmul: ``_weight_int8pack_mm`` (torchao's
-int8 weight-only CPU path) 0.1–0.8×, ``torch._int_mm`` (its dynamic int8 path) slower than fp32; torchao is
-also an extra dependency. What lasts is the **file format**: plain int8/fp16 tensors and fp32 scales, never
+runs once per sequence, not per time step. Of the CPU paths tried these were the only ones faster than plain
+fp32 matmul (``_weight_int8pack_mm``, torchao's int8 weight-only path, and ``torch._int_mm`` were slower;
+``examples/bench_quant.py`` times the export, and ``examples/README.md`` has the figures); torchao is also an
+extra dependency. What lasts is the **file format**: plain int8/fp16 tensors and fp32 scales, never
 packed kernel objects. Packing happens lazily, in memory, at the first call; if the kernels are missing (a
 future PyTorch, a CUDA tensor, a build without fbgemm) the same files run through a portable path
 (de-quantize and ``F.linear``: correct, not faster), so only this module would change to adopt another kernel.
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["WeightFormat", "QuantizedLinear", "QuantizedEmbedding", "QuantizedLSTM", "QuantizedGRU",
            "QuantizedLSTMCell", "QuantizedGRUCell", "export_model", "save_quantized", "load_quantized",
-           "kernels_available"]
+           "quantized_state", "model_from_quantized_state", "kernels_available"]
 
 FORMAT = "compress.quantized"
 KINDS = ("int8", "fp16", "fp32")
@@ -80,6 +80,15 @@ class WeightFormat:
         per_channel: for int8: one scale per output channel (embedding row).
         clip: for int8: clipping of the weight range (as the quantizer's ``also_clip_weights``).
         n_stds: for ``N_STD`` clipping.
+
+    Raises:
+        ArgumentError: an unknown ``kind``, or int8 ``bits`` outside [2, 8].
+
+    Example:
+        >>> WeightFormat("int8", bits=4, mode=LinearQuantMode.ASYMMETRIC_UNSIGNED).to_dict()
+        {'kind': 'int8', 'bits': 4, 'mode': 'ASYMMETRIC_UNSIGNED', 'per_channel': True, 'clip': 'NONE', 'n_stds': None}
+        >>> WeightFormat.from_dict({"kind": "int8", "mode": "asym_s"}).mode
+        <LinearQuantMode.ASYMMETRIC_SIGNED: 4>
     """
 
     kind: str = "int8"
@@ -119,7 +128,17 @@ FormatSpec = Union[str, WeightFormat, Callable[[str], Optional[WeightFormat]]]
 
 
 def kernels_available() -> Dict[str, bool]:
-    """Which fast CPU kernels this PyTorch offers (``int8``, ``fp16``, ``rnn``: the C++ recurrent loop)."""
+    """Which fast CPU kernels this PyTorch offers (``int8``, ``fp16``, ``rnn``: the C++ recurrent loop).
+
+    Without them an exported model still runs, through a portable (slower) path.
+
+    Returns:
+        ``{'int8': bool, 'fp16': bool, 'rnn': bool}``.
+
+    Example:
+        >>> sorted(kernels_available())
+        ['fp16', 'int8', 'rnn']
+    """
     ops = torch.ops.quantized
     return {"int8": hasattr(ops, "linear_dynamic") and hasattr(ops, "linear_prepack"),
             "fp16": hasattr(ops, "linear_dynamic_fp16") and hasattr(ops, "linear_prepack_fp16"),
@@ -150,6 +169,15 @@ class QuantizedLinear(nn.Module):
         fmt: the :class:`WeightFormat`.
         bias: whether there is a bias.
         reduce_range: 7-bit activations in the int8 kernel (see the module docstring).
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> linear = nn.Linear(4, 3)
+        >>> q = QuantizedLinear.from_float(linear.weight.detach(), linear.bias.detach(), WeightFormat("int8"))
+        >>> x = torch.randn(2, 4)
+        >>> q.qweight.dtype, bool((q(x) - linear(x)).abs().max() < 0.05)
+        (torch.int8, True)
     """
 
     def __init__(self, in_features: int, out_features: int, fmt: WeightFormat, bias: bool = True,
@@ -285,6 +313,13 @@ class QuantizedEmbedding(nn.Module):
         embedding_dim: columns.
         fmt: the :class:`WeightFormat`.
         padding_idx: as ``nn.Embedding`` (only its output meaning; the table is fixed).
+
+    Example:
+        >>> embedding = nn.Embedding(10, 4)
+        >>> q = QuantizedEmbedding.from_float(embedding, WeightFormat("fp16"))
+        >>> ids = torch.tensor([1, 7])
+        >>> q.qweight.dtype, torch.allclose(q(ids), embedding(ids), atol=1e-3)
+        (torch.float16, True)
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, fmt: WeightFormat, padding_idx: Optional[int] = None):
@@ -439,6 +474,15 @@ class QuantizedLSTM(_QuantizedRNN):
         input_size, hidden_size, num_layers, bias, batch_first, bidirectional: as ``nn.LSTM``.
         formats: ``formats(layer, direction, 'fc_gate_x' | 'fc_gate_h')`` → :class:`WeightFormat`.
         reduce_range: 7-bit activations in the int8 kernels.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> lstm = nn.LSTM(4, 5, num_layers=2)
+        >>> real = export_model(lstm, "int8")
+        >>> x = torch.randn(3, 2, 4)
+        >>> type(real).__name__, bool((real(x)[0] - lstm(x)[0]).abs().max() < 0.01)
+        ('QuantizedLSTM', True)
     """
 
     mode = "LSTM"
@@ -452,7 +496,17 @@ class QuantizedLSTM(_QuantizedRNN):
 
 
 class QuantizedGRU(_QuantizedRNN):
-    """A real INT8/FP16 ``nn.GRU`` replacement; see :class:`QuantizedLSTM`."""
+    """A real INT8/FP16 ``nn.GRU`` replacement; see :class:`QuantizedLSTM`.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> gru = nn.GRU(4, 5)
+        >>> real = export_model(gru, "fp16")
+        >>> x = torch.randn(3, 2, 4)
+        >>> type(real).__name__, bool((real(x)[0] - gru(x)[0]).abs().max() < 0.01)
+        ('QuantizedGRU', True)
+    """
 
     mode = "GRU"
     cell_class = ModularGRUCell
@@ -516,6 +570,15 @@ def export_model(model: nn.Module, formats: FormatSpec = "int8", reduce_range: b
 
     Returns:
         The exported model, in eval mode.
+
+    Raises:
+        ArgumentError: an unknown format name.
+
+    Example:
+        >>> model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10))
+        >>> real = export_model(model, lambda name: WeightFormat("fp16") if name == "0" else WeightFormat("int8"))
+        >>> [type(m).__name__ for m in real], type(model[1]).__name__      # the float model is unchanged
+        (['QuantizedEmbedding', 'QuantizedLinear'], 'Linear')
     """
     return _build_quantized(model, formats, reduce_range, materialize=True)
 
@@ -583,6 +646,26 @@ def _build_quantized(model: nn.Module, formats: FormatSpec, reduce_range: bool, 
     return model.eval()
 
 
+def quantized_state(model: nn.Module, formats: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """What :func:`save_quantized` writes: the exported model's tensors and formats, as plain data.
+
+    Args:
+        model: a model returned by :func:`export_model`.
+        formats: the per-module formats; default: read from the model's quantized modules.
+
+    Returns:
+        ``{'format', 'version', 'formats', 'reduce_range', 'state_dict'}`` (the tensors are the model's own).
+    """
+    if formats is None:
+        formats = {}
+        for name, m in model.named_modules():
+            if isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
+                formats[name] = m.fmt.to_dict()
+    reduce = {m.reduce_range for m in model.modules() if isinstance(m, QuantizedLinear)}
+    return {"format": FORMAT, "version": 1, "formats": dict(formats),
+            "reduce_range": reduce.pop() if len(reduce) == 1 else True, "state_dict": model.state_dict()}
+
+
 def save_quantized(model: nn.Module, path: Union[str, os.PathLike],
                    formats: Optional[Mapping[str, Any]] = None) -> None:
     """Write an exported model's tensors and formats to ``path`` (atomically; plain data only).
@@ -592,14 +675,7 @@ def save_quantized(model: nn.Module, path: Union[str, os.PathLike],
         path: the file.
         formats: the per-module formats; default: read from the model's quantized modules.
     """
-    if formats is None:
-        formats = {}
-        for name, m in model.named_modules():
-            if isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
-                formats[name] = m.fmt.to_dict()
-    reduce = {m.reduce_range for m in model.modules() if isinstance(m, QuantizedLinear)}
-    state = {"format": FORMAT, "version": 1, "formats": dict(formats),
-             "reduce_range": reduce.pop() if len(reduce) == 1 else True, "state_dict": model.state_dict()}
+    state = quantized_state(model, formats)
     with atomic_write(path) as f:
         torch.save(state, f)
 
@@ -611,8 +687,22 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
         path: the file.
         model: a float model of the same architecture (any weights; it is not changed).
 
+    Returns:
+        The exported model, in eval mode, equal to the one saved.
+
     Raises:
         CheckpointError: the file is missing, foreign, unsafe, or does not fit ``model``.
+
+    Example:
+        >>> import tempfile
+        >>> real = export_model(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10)), "int8")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "lm.int8.pt")
+        ...     save_quantized(real, path)
+        ...     back = load_quantized(path, nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10)))
+        >>> ids = torch.tensor([[1, 2]])
+        >>> torch.equal(back(ids), real(ids))
+        True
     """
     path = os.fspath(path)
     state = safe_torch_load(path, "quantized model")
@@ -621,6 +711,24 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
     try:
         options.fields((), state, ["format", "version", "formats", "reduce_range", "state_dict"])
         options.choice("version", state.get("version"), [1])
+    except ArgumentError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return model_from_quantized_state(state, model, path)
+
+
+def model_from_quantized_state(state: Mapping[str, Any], model: nn.Module, source: str) -> nn.Module:
+    """The exported model that :func:`quantized_state` describes, built in the structure of ``model``.
+
+    Args:
+        state: ``formats``, ``reduce_range`` and ``state_dict`` as :func:`quantized_state` returns them.
+        model: a float model of the same architecture (any weights; it is not changed).
+        source: the file the state came from, for messages.
+
+    Raises:
+        CheckpointError: naming ``source`` and the field: the formats are damaged, or the tensors do not fit
+            ``model``.
+    """
+    try:
         formats = {}
         for name, spec in options.mapping("formats", state.get("formats"), allow_empty=True).items():
             with options.under("formats", name):
@@ -630,7 +738,7 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
         for key, value in weights.items():
             options.tensor(("state_dict", key), value)
     except ArgumentError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{source}: {exc}") from None
     try:
         skeleton = _build_quantized(model, lambda name: formats.get(name), reduce_range, materialize=False)
         for key, own in skeleton.state_dict().items():  # assign=True keeps the file's tensors as they are
@@ -639,6 +747,6 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
                 raise ValueError(f"{key!r} is {saved.dtype} in the file, {own.dtype} in its format")
         skeleton.load_state_dict(weights, strict=True, assign=True)
     except Exception as exc:  # a format or tensor that does not fit the module it belongs to
-        raise CheckpointError(f"{path}: does not fit this model: {type(exc).__name__}: "
+        raise CheckpointError(f"{source}: does not fit this model: {type(exc).__name__}: "
                               f"{(str(exc).splitlines() or [''])[0]}") from None
     return skeleton.eval()

@@ -36,7 +36,12 @@ Number = Union[float, torch.Tensor]
 
 
 class LinearQuantMode(enum.Enum):
-    """How the quantized range sits around zero (values as in Distiller)."""
+    """How the quantized range sits around zero (values as in Distiller).
+
+    Example:
+        >>> LinearQuantMode.ASYMMETRIC_SIGNED.value, LinearQuantMode.SYMMETRIC_RESTRICTED.symmetric
+        (4, True)
+    """
 
     SYMMETRIC = 1
     SYMMETRIC_RESTRICTED = 2
@@ -49,7 +54,12 @@ class LinearQuantMode(enum.Enum):
 
 
 class ClipMode(enum.Enum):
-    """How activation ranges are chosen from statistics. ``MAX`` is a synonym of ``NONE`` (use min/max)."""
+    """How activation ranges are chosen from statistics. ``MAX`` is a synonym of ``NONE`` (use min/max).
+
+    Example:
+        >>> parse_clip_mode("laplace"), parse_clip_mode(None)
+        (<ClipMode.LAPLACE: 4>, <ClipMode.NONE: 0>)
+    """
 
     NONE = 0
     AVG = 1
@@ -60,7 +70,19 @@ class ClipMode(enum.Enum):
 
 
 class ModuleQuantMode(NamedTuple):
-    """Separate modes for activations and weights (Distiller's ``{activations: ..., weights: ...}``)."""
+    """Separate modes for activations and weights (Distiller's ``{activations: ..., weights: ...}``).
+
+    Args:
+        activations: the mode of activations.
+        weights: the mode of weights.
+
+    Example:
+        >>> parse_mode({"activations": "asym_u", "weights": "sym"}).weights
+        <LinearQuantMode.SYMMETRIC: 1>
+        >>> signed = LinearQuantMode.ASYMMETRIC_SIGNED
+        >>> parse_mode("asym_s") == ModuleQuantMode(activations=signed, weights=signed)
+        True
+    """
 
     activations: LinearQuantMode
     weights: LinearQuantMode
@@ -126,7 +148,21 @@ def parse_clip_mode(value: Any, key: str = "clip_acts") -> ClipMode:
 
 
 def quantized_range(bits: int, mode: LinearQuantMode) -> Tuple[int, int]:
-    """The integer range ``(qmin, qmax)`` of ``bits``-bit values in ``mode``."""
+    """The integer range ``(qmin, qmax)`` of ``bits``-bit values in ``mode``.
+
+    Args:
+        bits: bit width.
+        mode: the quantization mode.
+
+    Returns:
+        ``(qmin, qmax)``, both inclusive.
+
+    Example:
+        >>> quantized_range(8, LinearQuantMode.SYMMETRIC), quantized_range(8, LinearQuantMode.SYMMETRIC_RESTRICTED)
+        ((-128, 127), (-127, 127))
+        >>> quantized_range(4, LinearQuantMode.ASYMMETRIC_UNSIGNED)
+        (0, 15)
+    """
     if mode == LinearQuantMode.ASYMMETRIC_UNSIGNED:
         return 0, 2 ** bits - 1
     qmax = 2 ** (bits - 1) - 1
@@ -141,7 +177,20 @@ def _as_tensor(x: Number) -> torch.Tensor:
 def symmetric_params(bits: int, saturation: Number, restricted: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(scale, zero_point)`` of symmetric quantization with saturation value(s) ``saturation`` (>= 0).
 
-    Example: 8 bits, ``sat = 4`` → scale 31.875 (restricted: 31.75), zero point 0.
+    Args:
+        bits: bit width.
+        saturation: the largest magnitude to represent; a tensor gives one scale per entry (per channel).
+        restricted: use ``2^(b-1) - 1`` steps on each side (``SYMMETRIC_RESTRICTED``).
+
+    Returns:
+        ``(scale, zero_point)``; the zero point is 0, and a saturation of 0 gives scale 1.
+
+    Raises:
+        ValueError: a negative saturation.
+
+    Example:
+        >>> symmetric_params(8, 4.0), symmetric_params(8, 4.0, restricted=True)[0]
+        ((tensor(31.8750), tensor(0.)), tensor(31.7500))
     """
     sat = _as_tensor(saturation)
     if bool((sat < 0).any()):
@@ -156,7 +205,21 @@ def asymmetric_params(bits: int, minimum: Number, maximum: Number,
                       signed: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(scale, zero_point)`` of asymmetric quantization of ``[minimum, maximum]`` (widened to include 0).
 
-    Example: 8 bits, ``[-2, 10]`` → scale 21.25, zero point -42 (signed: 86).
+    Args:
+        bits: bit width.
+        minimum: the range's low end (a tensor gives per-channel parameters).
+        maximum: the range's high end.
+        signed: ``ASYMMETRIC_SIGNED`` (the zero point is shifted by ``2^(b-1)``).
+
+    Returns:
+        ``(scale, zero_point)`` in Distiller's convention; an empty range gives scale 1.
+
+    Raises:
+        ValueError: ``minimum > maximum``.
+
+    Example:
+        >>> asymmetric_params(8, -2.0, 10.0), asymmetric_params(8, -2.0, 10.0, signed=True)[1]
+        ((tensor(21.2500), tensor(-42.)), tensor(86.))
     """
     lo, hi = _as_tensor(minimum), _as_tensor(maximum)
     lo, hi = torch.broadcast_tensors(lo, hi)
@@ -175,7 +238,19 @@ def asymmetric_params(bits: int, minimum: Number, maximum: Number,
 
 
 class QuantParams(NamedTuple):
-    """Everything needed to quantize a tensor: Distiller-convention scale and zero point, integer range."""
+    """Everything needed to quantize a tensor: Distiller-convention scale and zero point, integer range.
+
+    Args:
+        scale: multiplies ``x`` (a scalar tensor, or one per channel).
+        zero_point: subtracted after scaling.
+        qmin: lowest integer value.
+        qmax: highest integer value.
+
+    Example:
+        >>> p = quant_params(8, LinearQuantMode.SYMMETRIC, -1.0, 2.0)
+        >>> round(p.scale.item(), 4), p.zero_point.item(), p.qmin, p.qmax
+        (63.75, 0.0, -128, 127)
+    """
 
     scale: torch.Tensor
     zero_point: torch.Tensor
@@ -184,7 +259,26 @@ class QuantParams(NamedTuple):
 
 
 def quant_params(bits: int, mode: LinearQuantMode, minimum: Number, maximum: Number) -> QuantParams:
-    """Quantization parameters for the range ``[minimum, maximum]`` (tensors give per-channel parameters)."""
+    """Quantization parameters for the range ``[minimum, maximum]`` (tensors give per-channel parameters).
+
+    Args:
+        bits: bit width.
+        mode: the quantization mode.
+        minimum: the range's low end.
+        maximum: the range's high end.
+
+    Returns:
+        The :class:`QuantParams`, scale and zero point as float32 tensors.
+
+    Raises:
+        ValueError: a negative saturation or ``minimum > maximum``.
+
+    Example:
+        >>> lows, highs = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 5.1])
+        >>> p = quant_params(8, LinearQuantMode.ASYMMETRIC_UNSIGNED, lows, highs)
+        >>> p.scale.tolist(), p.zero_point.tolist(), (p.qmin, p.qmax)    # one scale per channel
+        ([127.5, 50.0], [-128.0, 0.0], (0, 255))
+    """
     qmin, qmax = quantized_range(bits, mode)
     if mode.symmetric:
         sat = torch.maximum(_as_tensor(minimum).abs(), _as_tensor(maximum).abs())
@@ -208,9 +302,27 @@ def clip_range(stats: Mapping[str, Any], clip: ClipMode, bits: int, mode: Linear
     Values may be floats or tensors (per-channel statistics broadcast). ``half_range`` declares a one-sided
     (non-negative) tensor: the minimum becomes 0 and ACIQ uses its one-sided tables.
 
+    Args:
+        stats: the tensor's statistics (:func:`tensor_stats`, or an entry of a calibration statistics file).
+        clip: the clipping mode.
+        bits: bit width (ACIQ's tables depend on it).
+        mode: the quantization mode (ACIQ clips symmetric ranges around zero).
+        n_stds: the ``n`` of N_STD.
+        half_range: the tensor is non-negative.
+
+    Returns:
+        ``(min, max)`` as float32 tensors.
+
     Raises:
         KeyError: a statistic the mode needs is missing.
         ValueError: N_STD without a positive ``n_stds``.
+
+    Example:
+        >>> stats = {"min": -5.0, "max": 9.0, "avg_min": -1.0, "avg_max": 2.0, "mean": 0.5, "std": 1.0}
+        >>> [float(v) for v in clip_range(stats, ClipMode.AVG, 8, LinearQuantMode.ASYMMETRIC_UNSIGNED)]
+        [-1.0, 2.0]
+        >>> [float(v) for v in clip_range(stats, ClipMode.N_STD, 8, LinearQuantMode.ASYMMETRIC_UNSIGNED, n_stds=3)]
+        [-2.5, 3.5]
     """
     lo, hi = _stat(stats, "min", clip), _stat(stats, "max", clip)
     if clip == ClipMode.AVG:
@@ -242,12 +354,40 @@ def clip_range(stats: Mapping[str, Any], clip: ClipMode, bits: int, mode: Linear
 
 
 def quantize(x: torch.Tensor, params: QuantParams) -> torch.Tensor:
-    """Integer values (as floats) ``clamp(round(scale * x - zero_point), qmin, qmax)``."""
+    """Integer values (as floats) ``clamp(round(scale * x - zero_point), qmin, qmax)``.
+
+    Rounding is half to even (``torch.round``), as in Distiller.
+
+    Args:
+        x: the tensor.
+        params: its quantization parameters.
+
+    Returns:
+        The integer grid values, in ``x``'s floating dtype.
+
+    Example:
+        >>> p = quant_params(8, LinearQuantMode.ASYMMETRIC_UNSIGNED, -2.0, 10.0)   # scale 21.25, zero point -42
+        >>> quantize(torch.tensor([0.0, 0.1, 5.0, 20.0]), p).tolist()             # 20.0 is clamped to 255
+        [42.0, 44.0, 148.0, 255.0]
+    """
     return torch.clamp(torch.round(params.scale * x - params.zero_point), params.qmin, params.qmax)
 
 
 def dequantize(q: torch.Tensor, params: QuantParams) -> torch.Tensor:
-    """``(q + zero_point) / scale``."""
+    """``(q + zero_point) / scale``.
+
+    Args:
+        q: integer grid values (as floats).
+        params: the quantization parameters they were made with.
+
+    Returns:
+        The real values they stand for.
+
+    Example:
+        >>> p = quant_params(8, LinearQuantMode.ASYMMETRIC_UNSIGNED, -2.0, 10.0)
+        >>> dequantize(torch.tensor([42.0, 127.0]), p).tolist()
+        [0.0, 4.0]
+    """
     return (q + params.zero_point) / params.scale
 
 
@@ -261,6 +401,18 @@ def fake_quantize(x: torch.Tensor, params: QuantParams) -> torch.Tensor:
 
     Per-tensor fp32 cases use PyTorch's fused ``fake_quantize_per_tensor_affine`` kernel (one pass instead of
     five); it computes the same grid up to float rounding of ``1/scale``.
+
+    Args:
+        x: the tensor.
+        params: its quantization parameters.
+
+    Returns:
+        A tensor like ``x`` whose values lie on the grid.
+
+    Example:
+        >>> p = quant_params(4, LinearQuantMode.SYMMETRIC, -1.0, 1.0)               # 7.5 steps per unit
+        >>> [round(v, 4) for v in fake_quantize(torch.tensor([0.1, 0.5, 3.0]), p).tolist()]
+        [0.1333, 0.5333, 0.9333]
     """
     if _fused_ok(x, params):
         return torch.fake_quantize_per_tensor_affine(x, (1.0 / params.scale).reshape(1),

@@ -22,9 +22,9 @@ or from code: ``PostTrainLinearQuantizer(model, mode="asym_s", per_channel_wts=T
 
 ``prepare_model`` swaps every ``nn.LSTM``/``nn.GRU`` for its modular twin (so the gates can be quantized),
 collects calibration statistics if given data, and replaces each leaf module by a simulating wrapper
-(:mod:`compress.quantization.wrappers`). Inside a schedule's policy (:class:`~compress.QuantizationPolicy`)
-``prepare_model()`` runs without calibration data: activation ranges then come from
-``model_activation_stats``, or are computed per tensor (dynamic) with a warning.
+(:mod:`compress.quantization.wrappers`). Without calibration data activation ranges come from
+``model_activation_stats``, or are computed per tensor (dynamic) with a warning. Being post-training, it is
+refused by a training policy (:class:`~compress.scheduling.policies.QuantizationPolicy`).
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ _UNSUPPORTED = {
     "scale_approx_mult_bits": "fixed-point approximation of rescaling factors is not simulated",
     "inputs_quant_auto_fallback": "inputs always use the module's own input statistics (auto fallback)",
 }
-# Net-aware clipping (Park et al. 2018 §3.2.2, Distiller's stats fusion): a tensor consumed only by these
+# Net-aware clipping (Park et al. 2018, section 3.2.2; Distiller's stats fusion): a tensor consumed only by these
 # activations is clipped to where they are not yet saturated.
 _SATURATION = {nn.Sigmoid: (-6.0, 6.0), nn.Tanh: (-4.0, 4.0)}
 
@@ -102,7 +102,18 @@ _SATURATION = {nn.Sigmoid: (-6.0, 6.0), nn.Tanh: (-4.0, 4.0)}
 class ModuleQuantConfig:
     """The quantization settings resolved for one module (globals, then its first matching override).
 
-    ``None`` bits mean "keep in float"; ``fpq_module`` 16/64 runs the module in FP16/FP64 instead.
+    ``None`` bits mean "keep in float"; ``fpq_module`` 16/64 runs the module in FP16/FP64 instead. The fields
+    are the :class:`PostTrainLinearQuantizer` arguments of the same names; ``override`` is the pattern that
+    matched, if any.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        >>> quantizer = PostTrainLinearQuantizer(model, overrides={"1": {"fpq_module": 16}})
+        >>> first, second = quantizer.config_for("0"), quantizer.config_for("1")
+        >>> first.bits_weights, first.mode.weights.name, first.is_float
+        (8, 'SYMMETRIC', False)
+        >>> second.fpq_module, second.override, second.is_float
+        (16, '1', True)
     """
 
     bits_activations: Optional[int]
@@ -153,8 +164,8 @@ def _fpq(value: Any, key: str) -> Optional[int]:
 
 
 def _strip_parallel_prefix(name: str) -> str:
-    # DataParallel/DDP wrap the model as ``module``; strip it only as a *prefix* (Distiller removed the first
-    # "module." anywhere in the name, which broke names like "rnn.module.x").
+    # DataParallel/DDP wrap the model as ``module``; strip it only as a *prefix*, so names like "rnn.module.x"
+    # keep their inner "module." (docs/distiller-compat.md).
     return name[len("module."):] if name.startswith("module.") else name
 
 
@@ -199,7 +210,7 @@ class PostTrainLinearQuantizer:
             without weights (element-wise and activation modules), from per-channel calibration statistics.
             Meant as an override for an LSTM's cell state, whose units differ in range by two orders of
             magnitude: ``.*eltwise(add|mult)_cell.*: {per_channel_acts: true}``. Not for ``Linear``/``Embedding``
-            modules: a matrix product cannot take one scale per input feature. (Our addition to Distiller.)
+            modules: a matrix product cannot take one scale per input feature. (Not in Distiller.)
         model_activation_stats: calibration statistics: a Distiller-style YAML path or a dict. ``None`` and no
             ``calibration`` at :meth:`prepare_model` means dynamic ranges (computed per tensor).
         fp16: deprecated (as in Distiller): ``fpq_module=16``.
@@ -219,6 +230,22 @@ class PostTrainLinearQuantizer:
 
     Raises:
         ArgumentError: any invalid argument, naming it (from a schedule: a ``ScheduleError`` with the key path).
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        >>> x = torch.randn(16, 4)
+        >>> reference = model(x).detach()
+        >>> quantizer = PostTrainLinearQuantizer(model, mode="asym_u", per_channel_wts=True)
+        >>> _ = quantizer.prepare_model(calibration=[x])       # statistics over the calibration data
+        >>> [type(m).__name__ for m in model]                  # each module simulated in 8 bits
+        ['QuantLinear', 'QuantActivation', 'QuantLinear']
+        >>> bool((model(x) - reference).abs().max() < 0.02)
+        True
+        >>> real = quantizer.export()                          # int8 weights, fast CPU kernels
+        >>> type(real[0]).__name__, bool((real(x) - reference).abs().max() < 0.02)
+        ('QuantizedLinear', True)
     """
 
     #: a post-training quantizer: refused by training policies (see :class:`QuantizationPolicy`)

@@ -22,7 +22,14 @@ _MODE_SHORT = {"SYMMETRIC": "sym", "SYMMETRIC_RESTRICTED": "sym_restr", "ASYMMET
 
 
 def module_format(cfg: Any, has_weights: bool = True) -> str:
-    """``FP16``, ``FP64``, ``FP32``, ``INT8``, or ``W<bits>A<bits>`` (``A-``: float activations)."""
+    """``FP16``, ``FP64``, ``FP32``, ``INT8``, or ``W<bits>A<bits>`` (``A-``: float activations).
+
+    Example:
+        >>> from compress.quantization import PostTrainLinearQuantizer
+        >>> import torch
+        >>> module_format(PostTrainLinearQuantizer(torch.nn.Linear(2, 2), bits_activations=None).config_for(""))
+        'W8A-'
+    """
     if cfg.fpq_module in (16, 64):
         return f"FP{cfg.fpq_module}"
     a, w = cfg.bits_activations, cfg.bits_weights
@@ -72,6 +79,17 @@ def quant_table(quantizer: Any, tablefmt: str = "psql") -> str:
         quantizer: the quantizer (prepared, for output ranges; before :meth:`prepare_model` the settings
             are those the current modules would get).
         tablefmt: any ``tabulate`` format.
+
+    Returns:
+        The table, as a string.
+
+    Example:
+        >>> import torch
+        >>> from compress.quantization import PostTrainLinearQuantizer
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+        >>> table = quant_table(PostTrainLinearQuantizer(model, overrides={"1": {"bits_activations": None}}))
+        >>> [[cell.strip() for cell in line.split("|")[1:4]] for line in table.splitlines()[3:5]]
+        [['0', 'Linear', 'INT8'], ['1', 'ReLU', 'FP32']]
     """
     configs = quantizer.module_configs or {n: (type(m).__name__, quantizer.config_for(n, m))
                                            for n, m in quantizer._quantizable().items()}
@@ -118,8 +136,17 @@ def ptq_table(rows: Iterable[Mapping[str, Any]], ppl_header: str = "Val ppl", re
         reference: the ``precision`` of the row the change is measured against (its first occurrence).
         tablefmt: any ``tabulate`` format.
 
+    Returns:
+        The table, as a string (GitHub markdown by default).
+
     Raises:
         ValueError: a row without ``precision``, or a ``ppl`` that is not a number.
+
+    Example:
+        >>> table = ptq_table([{"precision": "FP32", "ppl": 100.0},
+        ...                    {"precision": "Full INT8", "mode": "Asymmetric", "per_channel": True, "ppl": 101.5}])
+        >>> [cell.strip() for cell in table.splitlines()[3].split("|")[1:]][-3:]   # the last row's last columns
+        ['101.50', '+1.50%', '']
     """
     rows = list(rows)
     for i, r in enumerate(rows):

@@ -9,13 +9,10 @@ leaf modules and records, for every input position and the output of each module
 is one vector along the last dimension (one time step of one sequence for the gates of a modular LSTM, one token
 for a decoder), which is what Distiller's per-timestep LSTM statistics counted.
 
-**Weighting fixed against Distiller** (distiller.md §9): Distiller's collector updated ``avg_min``/``avg_max``
-as ``(total_numel * prev + Σ batch_mins) / (total_numel + batch_size)``, weighting the running value by every
-*element* seen so far against the *samples* of the new batch, so after the first batch the average barely
-moved and AVG clipping used what amounted to first-batch statistics. Here every sample counts once, whatever
-batch it came in (``Σ sample minima / number of samples``). ``mean`` and ``std`` are exact over all elements,
-combined per batch with Chan's parallel formula in float64 (one pass; Distiller needed a second pass for
-``std``, PR #410); only ``b`` needs the global mean first, hence the optional second pass.
+**Every sample counts once**, whatever batch it came in: ``avg_min`` is ``Σ sample minima / number of
+samples`` (Distiller's collector weighted them otherwise; see ``docs/distiller-compat.md``). ``mean`` and ``std``
+are exact over all elements, combined per batch with Chan's parallel formula in float64 (one pass); only ``b``
+needs the global mean first, hence the optional second pass.
 
 Files have Distiller's layout (``acts_quantization_stats.yaml``), so Distiller's files load and ours load in
 Distiller::
@@ -49,6 +46,7 @@ import torch
 import yaml
 from torch import nn
 
+from compress.distributed import all_gather_object, is_distributed
 from compress.errors import CheckpointError, describe
 from compress.io.files import atomic_write
 from compress.io.yamldoc import YAMLDocumentError, parse_yaml
@@ -92,6 +90,24 @@ class _ChannelStats:
 
     def mean(self) -> torch.Tensor:
         return self.sum / self.rows
+
+    def payload(self, first_pass: bool) -> Any:
+        """This rank's part of a merge over ranks, on the CPU."""
+        if first_pass:
+            return (self.min.cpu(), self.max.cpu(), self.sum.cpu(), self.sumsq.cpu(), self.rows)
+        return None if self.absdev is None else self.absdev.cpu()
+
+    def absorb(self, payloads: List[Any], first_pass: bool) -> None:
+        """Replace this rank's statistics by the union of every rank's ``payloads``."""
+        dev = self.min.device
+        if first_pass:
+            self.min = torch.stack([p[0] for p in payloads]).amin(0).to(dev)
+            self.max = torch.stack([p[1] for p in payloads]).amax(0).to(dev)
+            self.sum = torch.stack([p[2] for p in payloads]).sum(0).to(dev)
+            self.sumsq = torch.stack([p[3] for p in payloads]).sum(0).to(dev)
+            self.rows = sum(p[4] for p in payloads)
+        elif any(p is not None for p in payloads):
+            self.absdev = torch.stack([p for p in payloads if p is not None]).sum(0).to(dev)
 
     def add_absdev(self, rows: torch.Tensor) -> None:
         dev = (rows.to(torch.float64) - self.mean()).abs().sum(0)
@@ -172,6 +188,34 @@ class _Slot:
         var = ((p[:, 5] + (p[:, 4] - mean).square()) * n).sum() / total
         return torch.stack([p[:, 0].min(), p[:, 1].max(), p[:, 2].sum(), p[:, 3].sum(), mean, var])
 
+    def payload(self, first_pass: bool) -> Any:
+        """This rank's part of a merge over ranks (reduced, on the CPU)."""
+        channels = self.channels.payload(first_pass) if self.channels is not None else None
+        if first_pass:
+            counts = (sum(c[0] for c in self.counts), sum(c[1] for c in self.counts))
+            return (self._reduce().cpu() if self.parts else None, counts, tuple(self.shape), channels)
+        return (torch.stack(self.absdev).sum().cpu() if self.absdev else None, channels)
+
+    def absorb(self, payloads: List[Any], first_pass: bool) -> None:
+        """Replace this rank's statistics by the union of every rank's ``payloads`` (Chan's merge of means and
+        variances, as within one rank)."""
+        device = self.parts[0].device if self.parts else torch.device("cpu")
+        if first_pass:
+            present = [p for p in payloads if p[0] is not None]
+            if present:
+                self.parts = [p[0].to(device) for p in present]
+                self.counts = [p[1] for p in present]
+                self.parts, self.counts = [self._reduce()], [(sum(c[0] for c in self.counts),
+                                                              sum(c[1] for c in self.counts))]
+                self.shape = self.shape or present[0][2]
+        else:
+            present = [p[0] for p in payloads if p[0] is not None]
+            if present:
+                self.absdev = [torch.stack(present).sum().to(device)]
+        channel_parts = [p[-1] for p in payloads if p[-1] is not None]
+        if self.channels is not None and channel_parts:
+            self.channels.absorb(channel_parts, first_pass)
+
     def summary(self, with_b: bool) -> Dict[str, Any]:
         mn, mx, sum_min, sum_max, mean, var = self._reduce().cpu().tolist()
         total = sum(c[0] for c in self.counts)
@@ -197,6 +241,18 @@ class ActivationStatsCollector:
         model: the model.
         modules: names of the modules to observe; default every leaf module.
         channels: names of observed modules whose inputs and output also get per-channel statistics.
+
+    Raises:
+        KeyError: a name in ``modules`` that the model does not have, or in ``channels`` that is not observed.
+
+    Example:
+        >>> relu = nn.Sequential(nn.ReLU())
+        >>> with ActivationStatsCollector(relu) as collector:
+        ...     _ = relu(torch.tensor([[-1.0, 2.0], [3.0, -4.0]]))
+        ...     _ = relu(torch.tensor([[0.5, 1.0]]))
+        >>> out = collector.stats()["0"]["output"]
+        >>> out["min"], out["max"], out["avg_max"], out["samples"]      # avg_max: (2 + 3 + 1) / 3 samples
+        (0.0, 3.0, 2.0, 3)
     """
 
     def __init__(self, model: nn.Module, modules: Optional[Iterable[str]] = None,
@@ -218,6 +274,7 @@ class ActivationStatsCollector:
         self._slots: Dict[str, Dict[Any, _Slot]] = {n: {} for n in modules}
         self._handles: List[Any] = []
         self._pass = 1
+        self._merged_pass = 0  # the last pass whose statistics were combined over ranks
 
     def _hook(self, name: str):
         slots = self._slots[name]
@@ -248,8 +305,29 @@ class ActivationStatsCollector:
         self._handles = []
 
     def second_pass(self) -> None:
-        """From now on accumulate ``b`` (mean absolute deviation from each tensor's overall mean)."""
+        """From now on accumulate ``b`` (mean absolute deviation from each tensor's overall mean).
+
+        Under ``torch.distributed`` (every rank calls it) the first pass is first combined over the ranks, so
+        the deviations are taken from the mean of all ranks' data.
+        """
+        self._merge_ranks()
         self._pass = 2
+
+    def _merge_ranks(self) -> None:
+        # Each rank calibrates on its own data shard; the statistics are those of the union, the same on all.
+        # One collective for the whole collector, so a module that one rank never called cannot desynchronise it.
+        if not is_distributed() or self._merged_pass == self._pass:
+            return
+        first = self._pass == 1
+        mine = {(name, key): slot.payload(first) for name in self.names for key, slot in self._slots[name].items()}
+        everyone = all_gather_object(mine)
+        for name, key in sorted(set().union(*everyone), key=str):
+            slots = self._slots[name]
+            if key not in slots:  # this rank never saw the module: it still reports the union
+                slots[key] = _Slot(name in self.channels, f"module {name} {'output' if key == 'output' else key}")
+            payloads = [theirs[(name, key)] for theirs in everyone if (name, key) in theirs]
+            slots[key].absorb(payloads, first)
+        self._merged_pass = self._pass
 
     def __enter__(self) -> ActivationStatsCollector:
         return self.start()
@@ -258,7 +336,9 @@ class ActivationStatsCollector:
         self.stop()
 
     def stats(self) -> Stats:
-        """The statistics so far, as plain Python data in Distiller's layout."""
+        """The statistics so far, as plain Python data in Distiller's layout (under ``torch.distributed``: of
+        every rank's calibration data together; every rank must call it)."""
+        self._merge_ranks()
         out: Stats = {}
         with_b = self._pass == 2
         for name in self.names:
@@ -284,6 +364,13 @@ def run_calibration(model: nn.Module, calibration: Calibration) -> None:
         calibration: a callable ``calibration(model)`` that runs the model itself (the way to carry a recurrent
             state across batches), or an iterable of inputs: a tuple/list is unpacked into ``model(*batch)``,
             a mapping into ``model(**batch)``, anything else is passed as ``model(batch)``.
+
+    Example:
+        >>> model = nn.Linear(2, 1).train()
+        >>> seen = []
+        >>> run_calibration(model, lambda m: seen.append((m.training, torch.is_grad_enabled())))
+        >>> seen, model.training                         # eval mode and no gradients inside; restored after
+        ([(False, False)], True)
     """
     was_training = model.training
     model.eval()
@@ -317,6 +404,16 @@ def collect_activation_stats(model: nn.Module, calibration: Calibration, modules
 
     Returns:
         ``{module name: {'inputs': {0: {...}, ...}, 'output': {...}}}``.
+
+    Raises:
+        KeyError: as :class:`ActivationStatsCollector`.
+
+    Example:
+        >>> relu = nn.Sequential(nn.ReLU())
+        >>> batches = [torch.tensor([[-1.0, 2.0], [3.0, -4.0]]), torch.tensor([[0.5, 1.0]])]
+        >>> x = collect_activation_stats(relu, batches)["0"]["inputs"][0]
+        >>> x["min"], x["avg_min"], x["mean"], round(x["b"], 4)   # avg_min: (-1 - 4 + 0.5) / 3 samples
+        (-4.0, -1.5, 0.25, 1.8333)
     """
     collector = ActivationStatsCollector(model, modules, channels)
     with collector:
@@ -389,8 +486,24 @@ def _check_channels(entry: Any, where: str) -> Dict[str, List[float]]:
 def validate_stats(data: Any, source: str = "statistics") -> Stats:
     """Check statistics loaded from YAML or given as a dict; returns a normalised copy.
 
+    Args:
+        data: ``{module name: {'inputs': {position: entry}, 'output': entry}}``; an entry needs ``min`` and
+            ``max`` (``avg_min``/``avg_max`` default to them).
+        source: where the data came from, for messages.
+
+    Returns:
+        A copy with numbers as floats, input positions as ints and the defaults filled in.
+
     Raises:
         ValueError: naming the module and key that is malformed.
+
+    Example:
+        >>> validate_stats({"fc": {"output": {"min": -1, "max": 2}}})
+        {'fc': {'output': {'min': -1.0, 'max': 2.0, 'avg_min': -1.0, 'avg_max': 2.0}}}
+        >>> validate_stats({"fc": {"output": {"min": 1.0, "max": 0.0}}})
+        Traceback (most recent call last):
+            ...
+        ValueError: statistics: fc.output: min 1.0 exceeds max 0.0
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: expected a mapping of module names to statistics, got {type(data).__name__}")
@@ -420,7 +533,26 @@ def validate_stats(data: Any, source: str = "statistics") -> Stats:
 
 
 def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
-    """Write statistics as a Distiller-style YAML file."""
+    """Write statistics as a Distiller-style YAML file (atomically: a failed write leaves no partial file).
+
+    Args:
+        stats: statistics as :func:`collect_activation_stats` returns them.
+        path: the file to write.
+
+    Example:
+        >>> import tempfile
+        >>> stats = {"fc": {"output": {"min": -1.0, "max": 2.0, "avg_min": -0.5, "avg_max": 1.5}}}
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "acts_quantization_stats.yaml")
+        ...     save_stats(stats, path)
+        ...     print(open(path).read().strip())
+        fc:
+          output:
+            min: -1.0
+            max: 2.0
+            avg_min: -0.5
+            avg_max: 1.5
+    """
     def plain(entry):
         return {k: (float(v) if isinstance(v, float) else
                     {ck: [float(x) for x in cv] for ck, cv in v.items()} if k == "channels" else v)
@@ -441,9 +573,23 @@ def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
 def load_stats(path: Union[str, os.PathLike]) -> Stats:
     """Read a statistics YAML file (ours or Distiller's), safely (:mod:`compress.io.yamldoc`).
 
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The statistics, checked by :func:`validate_stats`.
+
     Raises:
         CheckpointError: the file cannot be read, is not YAML the safe reader accepts, or is malformed; the
             message names the file and the line, or the module and key (a ``ValueError``, as before).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "stats.yaml")
+        ...     _ = open(path, "w").write("fc:\\n  inputs:\\n    0: {min: -3, max: 3}\\n")
+        ...     load_stats(path)["fc"]["inputs"][0]["avg_max"]
+        3.0
     """
     path = os.fspath(path)
     try:

@@ -10,7 +10,7 @@ Distiller's representation too: its wrappers also returned de-quantized floats.
   ``y_q = s_y/(s_x s_w) · (Σ x_q w_q + b_q)`` written in floating point.
 * :class:`QuantEmbedding`: weight on the weight grid, output re-quantized to the activation grid.
 * :class:`QuantEltwise` (``EltwiseAdd``/``EltwiseSub``/``EltwiseMult``): inputs on their grids, the result
-  re-quantized once (Distiller rounds each addend to the output scale first: at most one step apart).
+  re-quantized once (Distiller's rounding differs by at most one step: ``docs/distiller-compat.md``).
 * :class:`QuantActivation` (any other leaf: Sigmoid, Tanh, ReLU, ...): runs in float, quantizes its output.
 * :class:`FPWrapper`: runs a module in FP16 (values rounded to half precision, accumulation in fp32, as
   FP16 matrix units do) or FP64.

@@ -12,9 +12,12 @@ is made by a factory named on the command line as ``module:function`` (``--task`
   :func:`compress.io.read_checkpoint`, with ``model`` and ``extra``); the weights are loaded afterwards;
 * ``evaluate(model) -> Mapping[str, float]``: metric label → value, in display order.
 
-The default, ``examples.word_lm_task:make_task``, rebuilds ``examples/word_lm.py`` models from the flags that
-script stores in its checkpoints (``extra['args']``); it is found when the command runs from the repository root.
-Parameters are counted over unique tensors, so a tied embedding/decoder counts once.
+The default, ``compress_models.tasks:make_task``, rebuilds ``examples/word_lm.py`` models from the flags that
+script stores in its checkpoints (``extra['args']``); it is installed with the reference models, and imported only
+when the command runs (``compress`` itself imports nothing from them).
+Parameters are counted over unique tensors, so a tied embedding/decoder counts once. A thinned checkpoint
+(:func:`compress.thin`: hidden units removed) is rebuilt from the task's dense model with
+:func:`~compress.structured.thinned_skeleton`, so ``inspect DENSE THINNED`` compares the two.
 """
 from __future__ import annotations
 
@@ -29,11 +32,12 @@ from torch import nn
 from compress.errors import CheckpointError, CompressError
 from compress.io.checkpoint import read_checkpoint
 from compress.reports.tables import format_count
+from compress.structured.thinning import is_thinned_state, thinned_skeleton
 
 __all__ = ["ModelReport", "count_parameters", "inspect_model", "inspection_table", "load_task",
-           "inspect_checkpoints", "DEFAULT_TASK"]
+           "rebuild_model", "inspect_checkpoints", "DEFAULT_TASK"]
 
-DEFAULT_TASK = "examples.word_lm_task:make_task"
+DEFAULT_TASK = "compress_models.tasks:make_task"
 
 
 @dataclass
@@ -101,12 +105,31 @@ def load_task(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = " (run from the repository root, or name your own task with --task)" if spec == DEFAULT_TASK else ""
+        hint = (" (it is installed with the repository's reference models, pip install .; or name your own "
+                "task with --task)") if spec == DEFAULT_TASK else ""
         raise CompressError(f"cannot import task module {module_name!r}: {exc}{hint}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise CompressError(f"task module {module_name!r} has no callable {attr!r}")
     return factory
+
+
+def rebuild_model(path: str, task: Any) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The model of checkpoint ``path`` with its weights, built by ``task``; and the checkpoint.
+
+    Raises:
+        CheckpointError: the file is unreadable, or its weights do not fit the model the task built.
+    """
+    state = read_checkpoint(path)
+    model = task.build_model(state)
+    if is_thinned_state(state["model"]) and not is_thinned_state(model.state_dict()):
+        model = thinned_skeleton(model, state["model"])  # the task builds dense models; shrink it to fit
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit the model the task built: {str(exc).splitlines()[0]}") \
+            from None
+    return model, state
 
 
 def inspect_checkpoints(paths: Sequence[str], task: Any, names: Optional[Sequence[str]] = None,
@@ -127,13 +150,7 @@ def inspect_checkpoints(paths: Sequence[str], task: Any, names: Optional[Sequenc
         names = ["original", "pruned"] if len(paths) == 2 else list(paths)
     reports = []
     for name, path in zip(names, paths):
-        state = read_checkpoint(path)
-        model = task.build_model(state)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: does not fit the model the task built: {str(exc).splitlines()[0]}") \
-                from None
+        model, _ = rebuild_model(path, task)
         model.to(device)
         reports.append(inspect_model(name, model, task.evaluate if evaluate else None))
     return reports

@@ -1,15 +1,12 @@
 """Sparsity and perplexity summaries, returned as data rows or as text tables.
 
-This replaces Distiller's ``weights_sparsity_summary`` / ``weights_sparsity_tbl_summary`` and fixes three of
-its problems:
+They take the place of Distiller's ``weights_sparsity_summary`` / ``weights_sparsity_tbl_summary`` (how they
+differ: ``docs/distiller-compat.md``):
 
-* **Tied weights are counted once.** Distiller walked ``model.state_dict()``, so a tied embedding/decoder pair
-  appeared twice and was counted twice in the total. Here a tensor is listed once, under its first name, and
-  the other names it goes by are kept in :attr:`SparsityRow.aliases`.
-* **Rows and columns mean what they say.** Distiller's ``Rows (%)`` column counted all-zero *columns* of the
-  stored matrix and its ``Cols (%)`` counted all-zero *rows* (a "transposed" convention). Here
-  ``rows`` is the share of all-zero slices along dim 0 (output units) and ``cols`` the share of all-zero
-  slices along dim 1 (input features) of the tensor as stored.
+* **Tied weights are counted once.** A tensor is listed once, under its first name, and the other names it
+  goes by are kept in :attr:`SparsityRow.aliases`.
+* **Rows and columns mean what they say.** ``rows`` is the share of all-zero slices along dim 0 (output units)
+  and ``cols`` the share of all-zero slices along dim 1 (input features) of the tensor as stored.
 * **No pandas.** The summary is a list of frozen dataclasses; tables are rendered with ``tabulate`` and
   returned as strings (nothing is printed).
 
@@ -230,8 +227,7 @@ def sparsity_summary(source: SparsitySource, param_dims: Iterable[int] = (2, 4))
       matrix, i.e. slices along dim 1 = input features (for a conv weight: input channels).
     * ``rows`` and ``cols`` are ``None`` for tensors with fewer than 2 dims.
 
-    Distiller's ``Rows (%)`` and ``Cols (%)`` columns used a "transposed" convention that swapped the two
-    (its "Rows" counted zero columns of the stored matrix); these do not.
+    (Distiller's ``Rows (%)`` and ``Cols (%)`` had the two swapped; these do not.)
 
     Tied weights are counted once. For a module, parameters come from ``named_parameters()``, which lists a
     tied parameter once under its first name; the other names (from
@@ -257,6 +253,15 @@ def sparsity_summary(source: SparsitySource, param_dims: Iterable[int] = (2, 4))
     Raises:
         TypeError: ``source`` is neither a module nor a mapping, or a mapping value is not a tensor.
         ValueError: ``param_dims`` holds something other than non-negative ints.
+
+    Example:
+        >>> emb, dec = nn.Embedding(5, 2), nn.Linear(2, 5)
+        >>> dec.weight = emb.weight                      # tied
+        >>> with torch.no_grad():
+        ...     _ = emb.weight[:2].zero_()
+        >>> [(r.name, r.aliases, r.nnz_sparse, r.rows) for r in sparsity_summary(nn.ModuleDict({"encoder": emb,
+        ...                                                                                     "decoder": dec}))]
+        [('encoder.weight', ('decoder.weight',), 6, 40.0)]
     """
     dims = _check_param_dims(param_dims)
     first: Dict[Hashable, Tuple[str, torch.Tensor]] = {}
@@ -282,6 +287,13 @@ def sparsity_total(rows: Iterable[SparsityRow]) -> SparsityTotal:
     Returns:
         ``SparsityTotal(numel, nnz, sparsity)`` where ``sparsity = 100 * (1 - nnz / numel)`` in percent
         (0.0 when there are no elements). It unpacks as a plain ``(numel, nnz, sparsity)`` tuple.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(4, 2, bias=False), nn.Linear(2, 2, bias=False))
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.zero_()
+        >>> sparsity_total(sparsity_summary(model))
+        SparsityTotal(numel=12, nnz=4, sparsity=66.66666666666667)
     """
     numel = 0
     nnz = 0
@@ -360,6 +372,15 @@ def sparsity_table(
 
     Returns:
         The table as a string (no trailing newline).
+
+    Example:
+        >>> layer = nn.Linear(4, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[0.0, 0.0, 1.0, -1.0], [0.0, 0.0, 0.0, 2.0]]))
+        >>> print(sparsity_table(layer, tablefmt="plain"))
+        Name    Shape      NNZ (dense)    NNZ (sparse)    Fine (%)    Rows (%)    Cols (%)      Std     Mean    Abs-Mean
+        weight  2 x 4                8               3       62.50        0.00       50.00  0.88641  0.25000     0.50000
+        Total   -                    8               3       62.50           -           -        -        -           -
     """
     rows = list(source) if _is_row_list(source) else sparsity_summary(source, param_dims)  # type: ignore[arg-type]
     body: List[List[str]] = []
@@ -448,6 +469,14 @@ def perplexity_table(rows: Iterable[Mapping[str, Any]], tablefmt: str = "psql") 
         ValueError: a row has no ``name`` (the message names the row's index), or ``sparsity``/``accuracy``
             is outside [0, 1].
         TypeError: a row is not a mapping, or a recognised numeric value is not a number.
+
+    Example:
+        >>> print(perplexity_table([{"name": "dense", "sparsity": 0.0, "val_ppl": 120.5},
+        ...                         {"name": "agp", "sparsity": 0.8, "nnz": 71632, "val_ppl": 124.88}],
+        ...                        tablefmt="plain"))
+        Name      Sparsity (%)     NNZ    Val PPL    Test PPL
+        dense             0.00       -     120.50           -
+        agp              80.00  71,632     124.88           -
     """
     materialised: List[Mapping[str, Any]] = []
     for i, row in enumerate(rows):

@@ -175,6 +175,19 @@ def _throwaway(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return probe
 
 
+def _on_throwaway(value: Any, optimizer: torch.optim.Optimizer, throwaway: torch.optim.Optimizer) -> Any:
+    """``value`` with every LR scheduler of ``optimizer`` in it (``SequentialLR``'s and ``ChainedScheduler``'s
+    ``schedulers``, given in code) replaced by a shallow copy driving ``throwaway``: the dry run steps those
+    copies, never the real schedulers or the real groups."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_throwaway(v, optimizer, throwaway) for v in value)
+    if isinstance(value, torch.optim.lr_scheduler.LRScheduler) and getattr(value, "optimizer", None) is optimizer:
+        twin = copy.copy(value)
+        twin.optimizer = throwaway
+        return twin
+    return value
+
+
 class _UndoOnError:
     """Undo what building a schedule did to the optimizer and the RNG when it fails, and make any failure a
     ``ScheduleError``.
@@ -439,7 +452,10 @@ class _Builder:
         Torch's schedulers check few of their arguments, and which ones differs between versions and classes; a
         dry run checks exactly what training will do, for every registered class, torch's or a user's.
         """
-        kwargs = dict(self.arguments[("lr_schedulers", name)], optimizer=_throwaway(self.optimizer))
+        throwaway = _throwaway(self.optimizer)
+        kwargs = {k: _on_throwaway(v, self.optimizer, throwaway)
+                  for k, v in self.arguments[("lr_schedulers", name)].items()}
+        kwargs["optimizer"] = throwaway
         cls = type(self.instances["lr_schedulers"][name])
         steps = min(len(timing.active_epochs), LR_DRY_RUN_STEPS)
         shown = ", ".join(f"{k}={describe(v)}" for k, v in kwargs.items() if k not in INJECTED) or "none"

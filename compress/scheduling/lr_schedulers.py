@@ -25,17 +25,30 @@ class MultiStepMultiGammaLR(_torch_lr.LRScheduler):
 
     Args:
         optimizer: the optimizer.
-        milestones: increasing epochs.
-        gammas: one factor per milestone.
+        milestones: increasing epochs (integers >= 0).
+        gammas: one factor per milestone (finite, >= 0).
         last_epoch: index of the last epoch (-1 to start).
+
+    Raises:
+        ArgumentError: ``milestones`` not increasing, or not one gamma per milestone.
+
+    Example:
+        >>> optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+        >>> lr = MultiStepMultiGammaLR(optimizer, milestones=[1, 3], gammas=[0.5, 0.1])
+        >>> lrs = []
+        >>> for epoch in range(4):
+        ...     lrs.append(round(optimizer.param_groups[0]["lr"], 4))
+        ...     optimizer.step(); lr.step()
+        >>> lrs                                          # x0.5 from epoch 1, x0.05 from epoch 3
+        [1.0, 0.5, 0.5, 0.05]
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gammas: Sequence[float],
                  last_epoch: int = -1):
         milestones = options.sequence("milestones", milestones, options.integer, minimum=0)
         gammas = options.sequence("gammas", gammas, options.number, minimum=0)
-        if milestones != sorted(milestones):
-            raise ArgumentError("milestones", f"must be increasing, got {milestones}")
+        if list(milestones) != sorted(milestones):
+            raise ArgumentError("milestones", f"must be increasing, got {list(milestones)}")
         if len(milestones) != len(gammas):
             raise ArgumentError("gammas", f"needs one factor per milestone ({len(milestones)}), got {len(gammas)}")
         self.milestones = list(milestones)

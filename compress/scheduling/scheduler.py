@@ -13,6 +13,7 @@ from torch import nn
 
 from compress import options
 from compress.context import Timing
+from compress.distributed import check_identical, is_distributed
 from compress.errors import ArgumentError, CheckpointError, describe
 from compress.pruning.base import Pruner
 from compress.scheduling.policies import policy_for
@@ -49,6 +50,24 @@ class CompressionScheduler:
         model: the model being compressed.
         optimizer: optional; any hook's ``optimizer`` argument also sets it. When known, optimizer state at
             pruned positions is zeroed.
+
+    Attributes:
+        masks: the model's :class:`~compress.sparsity.MaskStore`.
+        policies: ``(kind, instance name, policy)`` in the order they were added.
+        components: the schedule's instances by section and name, when built from a schedule.
+
+    Example:
+        >>> from compress.pruning import SparsityLevelParameterPruner
+        >>> model = nn.Linear(4, 4, bias=False)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> scheduler = CompressionScheduler(model, optimizer)
+        >>> scheduler.add_policy(SparsityLevelParameterPruner("level", {"weight": 0.5}), epochs=[0])
+        >>> scheduler.on_epoch_begin(0)
+        >>> model(torch.ones(2, 4)).sum().backward()
+        >>> optimizer.step()                             # the step writes the pruned weights too...
+        >>> scheduler.on_minibatch_end(0, 0, 1)          # ...and the scheduler zeroes them again
+        >>> int((model.weight == 0).sum()), sorted(scheduler.state_dict())
+        (8, ['format', 'masks', 'policies', 'position', 'version'])
     """
 
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None):
@@ -59,6 +78,10 @@ class CompressionScheduler:
         self.components: Dict[str, Dict[str, Any]] = {}
         self.epoch: Optional[int] = None
         self.minibatch_id: Optional[int] = None
+        #: under torch.distributed, compare every rank's masks (one small collective) at every epoch boundary and
+        #: after any hook that changed a mask; a difference is a RankMismatchError naming the tensor
+        self.check_masks_across_ranks = True
+        self._checked_changes = -1
 
     @property
     def optimizer(self) -> Optional[torch.optim.Optimizer]:
@@ -123,6 +146,8 @@ class CompressionScheduler:
         ctx = self._ctx(epoch)
         for policy in self._active(epoch):
             policy.on_epoch_begin(ctx, **kwargs)
+        self._check_masks(force=True)
+
 
     def on_minibatch_begin(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
                            optimizer: Optional[torch.optim.Optimizer] = None) -> None:
@@ -132,6 +157,8 @@ class CompressionScheduler:
         ctx = self._ctx(epoch, minibatch_id, minibatches_per_epoch)
         for policy in self._active(epoch):
             policy.on_minibatch_begin(ctx)
+        self._check_masks(force=False)
+
 
     def before_backward_pass(self, epoch: int, minibatch_id: int, minibatches_per_epoch: int,
                              loss: torch.Tensor, optimizer: Optional[torch.optim.Optimizer] = None,
@@ -167,6 +194,8 @@ class CompressionScheduler:
         ctx = self._ctx(epoch, minibatch_id, minibatches_per_epoch)
         for policy in self._active(epoch):
             policy.on_minibatch_end(ctx)
+        self._check_masks(force=False)
+
 
     def on_epoch_end(self, epoch: int, optimizer: Optional[torch.optim.Optimizer] = None, **kwargs: Any) -> None:
         """End of an epoch (pass ``metrics={'min': val_loss}`` for ``ReduceLROnPlateau``)."""
@@ -174,7 +203,17 @@ class CompressionScheduler:
         ctx = self._ctx(epoch)
         for policy in self._active(epoch):
             policy.on_epoch_end(ctx, **kwargs)
+        self._check_masks(force=True)
         self.epoch, self.minibatch_id = epoch + 1, None
+
+    def _check_masks(self, force: bool) -> None:
+        # At epoch boundaries always (every rank gets there); within an epoch only when a mask changed, which the
+        # schedule's own timing (the same on every rank) decides.
+        if not self.check_masks_across_ranks or not is_distributed():
+            return
+        if force or self.masks.changes != self._checked_changes:
+            check_identical(dict(self.masks.items()), "mask")
+            self._checked_changes = self.masks.changes
 
     def mask_all_weights(self, is_forward: bool = True) -> None:
         """Apply every mask now (Distiller's name); with ``is_forward=False`` forward-only masks are skipped."""

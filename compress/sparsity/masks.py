@@ -3,7 +3,7 @@
 Every pruner family computes boolean keep-masks and hands them to a :class:`MaskStore`; none touches weights,
 gradients or optimizer state itself. The store
 
-* keeps one ``torch.bool`` mask per canonical parameter name (1 byte per weight; Distiller used 4);
+* keeps one ``torch.bool`` mask per canonical parameter name (1 byte per weight);
 * zeroes pruned weights in place (a multiply by the mask, or ``masked_fill_`` for large CUDA tensors), so the
   single flat weight buffer of a cuDNN LSTM is kept (no ``flatten_parameters`` each step, no forward pre-hook);
 * zeroes optimizer state (momentum, Adam moments, ...) at pruned positions and at positions that grow back,
@@ -59,8 +59,25 @@ class MaskStore:
         model: the model whose parameters are masked; found by name, never by type.
         optimizer: optional; when known, its state is zeroed at pruned and regrown positions.
 
-    ``fill_from_numel``: CUDA tensors of at least this many elements are zeroed with ``masked_fill_``, smaller
-    ones and CPU tensors multiplied by their masks (``math.inf``: multiply everything).
+    Attributes:
+        fill_from_numel: CUDA tensors of at least this many elements are zeroed with ``masked_fill_``, smaller
+            ones and CPU tensors multiplied by their masks (``math.inf``: multiply everything).
+        index: the model's :class:`~compress.sparsity.ParameterIndex`; masks are keyed by its canonical names.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(3, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+        >>> store = MaskStore(layer)
+        >>> store.set_mask("weight", torch.tensor([[True, False, True], [False, True, True]]))
+        >>> layer.weight.tolist()
+        [[1.0, 0.0, 3.0], [0.0, 5.0, 6.0]]
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.add_(1.0)  # an optimizer step writes the pruned positions too
+        >>> store.after_step()              # and the store zeroes them again
+        >>> layer.weight.tolist()
+        [[2.0, 0.0, 4.0], [0.0, 6.0, 7.0]]
     """
 
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None):
@@ -74,6 +91,8 @@ class MaskStore:
         self._unmasked: Dict[str, torch.Tensor] = {}
         self._grad_hooks: Dict[str, Any] = {}
         self._versions: Dict[str, int] = {}
+        #: counts every change of a mask (set, removed, loaded); the scheduler compares ranks when it moves
+        self.changes = 0
 
     # -- access -------------------------------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -107,6 +126,7 @@ class MaskStore:
         if mask.shape != param.shape:
             raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, parameter has {tuple(param.shape)}")
         mask = mask.to(device=param.device, dtype=torch.bool)
+        self.changes += 1
         previous = self._masks.get(name)
         self._masks[name] = mask
         with torch.no_grad():
@@ -118,6 +138,7 @@ class MaskStore:
 
     def remove_mask(self, name: str) -> None:
         """Forget the mask of ``name``: the weight is dense again from the next step on."""
+        self.changes += name in self._masks
         self._masks.pop(name, None)
         self._versions.pop(name, None)
         self.forward_only.discard(name)
@@ -194,12 +215,11 @@ class MaskStore:
     def _zero_pruned_(self, tensors: List[torch.Tensor], keep_masks: List[torch.Tensor]) -> None:
         """Zero ``tensors`` where their bool keep-masks are False, in place.
 
-        ``mul_`` by a bool tensor converts the mask element by element (PyTorch's dynamic-casting path). On an
-        H200, at 8.6e7 weights, it took 0.306 ms; ``masked_fill_`` with the mask negated on the fly 0.252 ms
-        (``torch.where`` 0.362 ms), so large CUDA tensors (``fill_from_numel``) take that path. Below that size
-        the extra negation kernel cost more than it saved (a 2x650 LSTM LM stepped 1-2% slower with every
-        tensor filled), and elsewhere one ``_foreach_mul_`` stays. ``examples/bench_core.py --mask-kernels``
-        times the kernels.
+        ``mul_`` by a bool tensor converts the mask element by element (PyTorch's dynamic-casting path);
+        on large CUDA tensors (``fill_from_numel``) ``masked_fill_`` with the mask negated on the fly was
+        faster. Below that size the extra negation kernel cost more than it saved, and elsewhere one
+        ``_foreach_mul_`` stays. ``examples/bench_core.py --mask-kernels`` times the kernels; the figures are in
+        ``examples/README.md``.
         """
         rest_t, rest_m = [], []
         for t, m in zip(tensors, keep_masks):

@@ -19,12 +19,17 @@ Each comes in two forms that compute the same function of the same weights:
 Which is faster depends on the device and size. The mask form computes the whole wide layer every step, zeros
 included, in one fused ``nn.LSTM`` call; the module form does only the kept arithmetic, but in ``k``
 sequential LSTM calls, slicing and concatenating their states. On a CPU, where arithmetic dominates, the module
-form wins at real sizes (``examples/bench_structured.py``: a training step of the seed's 3-layer 1725-unit model
-at the budget of 1150 took about 2.2x the dense 1150 model's in the mask form, about 1x in the module form). At
-tiny sizes or on a GPU, where a step is bound by kernel launches, the single fused call of the mask form can win.
+form wins at real sizes; at tiny sizes or on a GPU, where a step is bound by kernel launches, the single fused
+call of the mask form can win. ``examples/bench_structured.py`` measures both; its figures are in
+``examples/README.md``.
 
 :mod:`.geometry` holds the pure structure computations; :func:`dense_equivalent` shows a model that uses the
 module form as the dense tensors it stands for (for :func:`compress.sparsity_table`).
+
+Structured *pruning* of hidden units (ISS) lives here too: :mod:`.units` says which weights belong to one hidden
+unit of a recurrent layer (the groups :class:`~compress.pruning.UnitPruner` and
+:class:`~compress.pruning.UnitGroupLassoRegularizer` act on), and :mod:`.thinning` removes pruned units for real
+(:func:`thin`: a smaller model computing the same function; :func:`thinned_skeleton` to load one).
 """
 from compress.structured.embedding import SparseEmbedding
 from compress.structured.equivalent import dense_equivalent
@@ -35,6 +40,18 @@ from compress.structured.geometry import (
                                           lstm_block_structure,
 )
 from compress.structured.lstm import SparseLSTM
+from compress.structured.thinning import (
+                                          ThinnedRNN,
+                                          ThinningPlan,
+                                          apply_plan,
+                                          hidden_sizes,
+                                          thin,
+                                          thin_optimizer,
+                                          thinned_skeleton,
+                                          thinning_plan,
+)
+from compress.structured.units import UnitLayer, unit_groups
 
 __all__ = ["SparseLSTM", "SparseEmbedding", "dense_equivalent", "LSTMBlockStructure", "EmbeddingBlockStructure",
-           "lstm_block_structure", "embedding_block_structure"]
+           "lstm_block_structure", "embedding_block_structure", "UnitLayer", "unit_groups", "ThinnedRNN",
+           "ThinningPlan", "thin", "thinning_plan", "apply_plan", "thinned_skeleton", "thin_optimizer", "hidden_sizes"]

@@ -21,13 +21,23 @@ class SparseEmbedding(nn.Module):
     ``(V - start_j, width_j)``), so ``sum(p.numel() ...)`` is the true trainable count. The full ``V x E``
     matrix, zeros included, is :attr:`weight`; a tied decoder uses it (``F.linear(h, emb.weight, bias)``).
 
-    Embedding dropout is left to the model, unlike the original, which built AWD's two kinds in.
+    Embedding dropout is left to the model.
 
     Args:
         num_embeddings: vocabulary size ``V``.
         embedding_dim: full embedding size ``E``.
         blocks: column blocks (capped at ``E``).
         density: share of the ``V x E`` weights that are trainable, in [1/blocks, 1].
+
+    Raises:
+        ArgumentError: ``blocks < 1``, or ``density`` outside (0, 1] or below ``1/blocks``.
+
+    Example:
+        >>> emb = SparseEmbedding(6, 4, blocks=2, density=0.75)
+        >>> emb.structure.starts, sum(p.numel() for p in emb.parameters())   # ids 0-2 get 2 dimensions only
+        ((0, 3), 18)
+        >>> emb(torch.tensor([0, 5])).shape, bool((emb.weight[:3, 2:] == 0).all())
+        (torch.Size([2, 4]), True)
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, blocks: int, density: float):

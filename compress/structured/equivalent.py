@@ -25,6 +25,17 @@ def dense_equivalent(model: nn.Module) -> Dict[str, torch.Tensor]:
     ``encoder.weight``. Other parameters (tied ones under every name) pass through unchanged, in order.
     The tensors are detached copies for the sparse layers; pass the result to
     :func:`compress.sparsity_table`.
+
+    Args:
+        model: any module; its :class:`SparseLSTM` and :class:`SparseEmbedding` layers are expanded.
+
+    Returns:
+        Parameter names to tensors, in the model's parameter order.
+
+    Example:
+        >>> model = nn.Sequential(SparseLSTM(4, 4, blocks=2))
+        >>> {name: tuple(t.shape) for name, t in dense_equivalent(model).items()}  # doctest: +NORMALIZE_WHITESPACE
+        {'0.weight_ih_l0': (16, 4), '0.weight_hh_l0': (16, 4), '0.bias_ih_l0': (16,), '0.bias_hh_l0': (16,)}
     """
     sparse: List[Tuple[str, nn.Module]] = [(n, m) for n, m in model.named_modules()
                                            if isinstance(m, (SparseLSTM, SparseEmbedding))]

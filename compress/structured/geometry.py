@@ -149,6 +149,15 @@ class LSTMBlockStructure:
         input_windows: per component, the ``[start, end)`` input columns it reads (they may overlap).
         hidden_blocks: per component, the ``[start, end)`` hidden units it owns (a partition of the units).
         gates: gate blocks stacked in the weight rows (4 for an LSTM, 3 for a GRU, 1 for a plain RNN).
+
+    Example:
+        >>> s = LSTMBlockStructure(4, 4, blocks=2, density=0.5, input_windows=((0, 2), (2, 4)),
+        ...                        hidden_blocks=((0, 2), (2, 4)), gates=1)
+        >>> weight_ih, weight_hh = s.masks()
+        >>> weight_hh.int().tolist()
+        [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+        >>> s.num_weights, s.dense_parameters
+        (16, 40)
     """
 
     input_size: int
@@ -206,8 +215,19 @@ def lstm_block_structure(input_size: int, hidden_size: int, *, blocks: Optional[
         reduce_out: see ``reduce_in``.
         gates: gate blocks in the weight rows (4 for an LSTM).
 
+    Returns:
+        The structure: which input columns and hidden units each component has.
+
     Raises:
         ArgumentError: naming the argument that is missing, out of range or infeasible for these sizes.
+
+    Example:
+        >>> s = lstm_block_structure(6, 4, blocks=2, density=2 / 3)   # windows of 4 of the 6 inputs, overlapping
+        >>> s.input_windows, s.hidden_blocks
+        (((0, 4), (2, 6)), ((0, 2), (2, 4)))
+        >>> r = lstm_block_structure(100, 100, reduce_out=0.5)  # the budget of a dense 100 -> 50 layer: 30,400
+        >>> r.blocks, r.num_parameters
+        (3, 30404)
     """
     check_lstm_arguments(blocks, density, reduce_in, reduce_out)
     if blocks is not None:
@@ -263,6 +283,11 @@ class EmbeddingBlockStructure:
         embedding_dim: full embedding size ``E``.
         starts: per column block, the first id that has a row in it (ids below it are fixed zeros there).
         widths: per column block, its number of columns (they sum to ``E``).
+
+    Example:
+        >>> s = EmbeddingBlockStructure(4, 3, starts=(0, 2), widths=(2, 1))
+        >>> s.mask().int().tolist(), s.num_parameters
+        ([[1, 1, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]], 10)
     """
 
     num_embeddings: int
@@ -314,12 +339,26 @@ def embedding_block_structure(num_embeddings: int, embedding_dim: int, blocks: i
     ``E // blocks`` (the last takes the remainder); block 0 covers every id; each middle block keeps a share
     ``alpha`` of the ids the previous one kept (the rarest are dropped), with ``alpha`` from
     :func:`geometric_coverage` for the budget still left over the blocks still left; the last block gets
-    exactly the leftover of ``floor(V * E * density)``. Unlike the original, a middle block is counted in the
-    budget also when the budget runs out at it (the original then overspent in the last block).
+    exactly the leftover of ``floor(V * E * density)``. A middle block is counted in the budget also when the
+    budget runs out at it, so the last block never overspends (``docs/distiller-compat.md``).
+
+    Args:
+        num_embeddings: vocabulary size ``V``.
+        embedding_dim: full embedding size ``E``.
+        blocks: column blocks (capped at ``E``).
+        density: share of the ``V x E`` weights that exist, in [1/blocks, 1].
+
+    Returns:
+        The structure: per column block, its width and the first id with a row in it.
 
     Raises:
         ArgumentError: ``blocks < 1``, ``density`` outside (0, 1] or below ``1/blocks``, or ``blocks == 1``
             with ``density < 1``.
+
+    Example:
+        >>> s = embedding_block_structure(10, 4, blocks=2, density=0.75)
+        >>> s.widths, s.starts, s.num_parameters
+        ((2, 2), (0, 5), 30)
     """
     blocks = check_blocks("blocks", blocks)
     density = check_density("density", density)

@@ -21,7 +21,7 @@ class SparseLSTM(nn.Module):
     trainable count (:attr:`structure` ``.num_parameters``). The same function of the same weights is a dense
     ``nn.LSTM`` masked by :class:`~compress.pruning.BlockSparseLSTMPruner` (see :meth:`dense_weights`).
 
-    Like the original: one layer, biases, time-major input ``(seq_len, batch, input_size)``. Each component
+    One layer, biases, time-major input ``(seq_len, batch, input_size)``, as in SparseSeqModels. Each component
     keeps ``nn.LSTM``'s default initialisation ``U(-1/sqrt(h_c), 1/sqrt(h_c))`` for its ``h_c`` units, a
     ``sqrt(k)`` wider range than a dense layer of the full size gets.
 
@@ -33,6 +33,20 @@ class SparseLSTM(nn.Module):
         reduce_in: instead of blocks/density: give the layer the parameter count of a dense LSTM with
             ``reduce_in * input_size`` inputs and ``reduce_out * hidden_size`` units (a missing one is 1).
         reduce_out: see ``reduce_in``.
+
+    Raises:
+        ArgumentError: both ways of giving the structure or neither, or values out of range or infeasible for
+            these sizes (see :func:`~compress.structured.lstm_block_structure`).
+
+    Example:
+        >>> layer = SparseLSTM(4, 6, blocks=2)                   # two components, disjoint input windows
+        >>> [tuple(c.weight_hh_l0.shape) for c in layer.components]
+        [(12, 3), (12, 3)]
+        >>> sum(p.numel() for p in layer.parameters()) == layer.structure.num_parameters
+        True
+        >>> out, (h, c) = layer(torch.zeros(5, 2, 4))
+        >>> tuple(out.shape), tuple(h.shape)
+        ((5, 2, 6), (1, 2, 6))
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, blocks: Optional[int] = None,

@@ -4,9 +4,8 @@ SiPO (Li et al., "Stage-Wise Magnitude-Based Pruning for Recurrent Neural Networ
 group of weights by magnitude at its own rate. How the weights are grouped is the strategy:
 
 * ``all_in_one``: one group, one global rate (magnitude pruning, "MP"; SiPO's ``simple``);
-* ``layer_wise``: one group per weight tensor, its bias joined to it (``rnn.weight_ih_l0`` + ``rnn.bias_ih_l0``).
-  SiPO's ``layer`` strategy put a whole recurrent layer (W_ih, W_hh and both biases) in one group; write that as
-  ``custom`` groups if you want it;
+* ``layer_wise``: one group per weight tensor, its bias joined to it (``rnn.weight_ih_l0`` + ``rnn.bias_ih_l0``);
+  a whole recurrent layer in one group (SiPO's code's ``layer``) is a ``custom`` grouping;
 * ``stage_wise``: the weights that feed recurrent units from the layer below (every ``*_ih`` tensor of every
   recurrent layer) form one group, the recurrent connections (every ``*_hh``, and LSTM projections ``*_hr``)
   another, and every other module (embedding, decoder, attention, ...) is a group of its own, named by its
@@ -20,8 +19,7 @@ SiPO; leave them out with ``weights``.
 Within a group, rate ``x`` prunes exactly ``int(x * n)`` of the group's ``n`` elements, those with the smallest
 magnitudes over the whole group (one threshold per group,
 :func:`compress.pruning.criteria.magnitude.global_level_masks`); only
-ties at the threshold can prune a few more. Rate 0 prunes nothing (SiPO's operator always pruned the smallest
-element).
+ties at the threshold can prune a few more. Rate 0 prunes nothing (``docs/distiller-compat.md``: SiPO's code).
 """
 from __future__ import annotations
 
@@ -59,6 +57,11 @@ class ParameterGroup:
     Args:
         name: the group's name (``ih``, ``hh``, ``encoder``, a weight name, or the user's).
         params: canonical parameter names, in model order.
+
+    Example:
+        >>> group = ParameterGroup("hh", ("rnn.weight_hh_l0", "rnn.weight_hh_l1"))
+        >>> group.name, len(group.params)
+        ('hh', 2)
     """
 
     name: str
@@ -126,6 +129,14 @@ def group_parameters(index: ParameterIndex, strategy: str = "stage_wise",
     Raises:
         ArgumentError: an unknown strategy, a pattern that matches nothing, a tensor in two custom groups, or
             ``groups``/``weights`` given where they do not apply (the key is named: ``groups.ih[1]``).
+
+    Example:
+        >>> model = torch.nn.ModuleDict({"encoder": torch.nn.Embedding(10, 4), "rnn": torch.nn.LSTM(4, 4, 2)})
+        >>> index = ParameterIndex(model)
+        >>> [(g.name, len(g.params)) for g in group_parameters(index, "stage_wise")]
+        [('encoder', 1), ('ih', 4), ('hh', 4)]
+        >>> [g.params for g in group_parameters(index, "custom", groups={"first": "rnn.*_l0"})]
+        [('rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'rnn.bias_ih_l0', 'rnn.bias_hh_l0')]
     """
     strategy = _SIPO_NAMES.get(strategy, strategy)
     if strategy not in GROUPINGS:
@@ -209,6 +220,16 @@ def group_masks(groups: Sequence[ParameterGroup], params: Mapping[str, torch.Ten
 
     Returns:
         Canonical name → bool keep-mask, for every tensor of every group.
+
+    Raises:
+        ValueError: a rate outside [0, 1].
+        KeyError: a group without a rate, or a tensor missing from ``params``.
+
+    Example:
+        >>> params = {"a": torch.tensor([1.0, 5.0]), "b": torch.tensor([2.0, 3.0, 4.0, 6.0])}
+        >>> groups = [ParameterGroup("ab", ("a", "b"))]
+        >>> {n: m.tolist() for n, m in group_masks(groups, params, {"ab": 0.5}).items()}   # one threshold: 3.0
+        {'a': [False, True], 'b': [False, False, True, True]}
     """
     masks: Dict[str, torch.Tensor] = {}
     for group in groups:

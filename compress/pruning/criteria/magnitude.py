@@ -44,6 +44,12 @@ def level_mask(tensor: torch.Tensor, sparsity: float, **select_options: Any) -> 
 
     Raises:
         ValueError: ``sparsity`` outside ``[0, 1]``.
+
+    Example:
+        >>> level_mask(torch.tensor([[0.3, -0.1], [0.2, -0.4]]), 0.5).tolist()
+        [[True, False], [False, True]]
+        >>> level_mask(torch.tensor([0.5, 0.5, 0.5, 1.0]), 0.25).tolist()   # ties at the threshold are pruned
+        [False, False, False, True]
     """
     threshold = magnitude_threshold([tensor], sparsity, **select_options)
     if threshold is None:
@@ -68,6 +74,11 @@ def global_level_masks(
     Raises:
         ValueError: ``sparsity`` outside ``[0, 1]``, empty ``tensors``, or
             tensors on different devices.
+
+    Example:
+        >>> small, large = torch.tensor([0.1, 0.2]), torch.tensor([1.0, 2.0, 3.0, 0.3])
+        >>> [m.tolist() for m in global_level_masks([small, large], 0.5)]   # the small tensor goes first
+        [[False, False], [True, True, True, False]]
     """
     tensors = list(tensors)
     threshold = magnitude_threshold(tensors, sparsity, **select_options)

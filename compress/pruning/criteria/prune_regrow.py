@@ -6,8 +6,8 @@ mask store or a model; :class:`compress.pruning.DynamicSparsityPruner` strings t
 
 Counts are exact: every selection takes exactly the number of weights asked for (ties are broken by
 ``torch.topk``, deterministically for a given input), so the density after a prune-and-regrow event is exactly
-the density before it. The reference code (Selfish-RNN, sparse_learning) draws random growth as independent
-coin flips and removes every weight tied at the threshold, so its density only holds in expectation.
+the density before it (where the reference code of Selfish-RNN and sparse_learning differs:
+``docs/distiller-compat.md``).
 
 Each family of modes is a :class:`~compress.registry.Modes` table (``SPARSE_INIT``, ``DEATH``, ``GROWTH``,
 ``REDISTRIBUTION``) whose entries share one signature, so a new mode is one decorated function::

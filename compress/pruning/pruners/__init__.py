@@ -4,7 +4,7 @@ Magnitude family (Distiller's): :class:`AutomatedGradualPruner`, :class:`Sparsit
 :class:`MagnitudeParameterPruner`, :class:`SensitivityPruner`, :class:`SplicingPruner`, :class:`BaiduRNNPruner`;
 predefined structure: :class:`BlockSparseLSTMPruner`, :class:`BlockEmbeddingPruner`; dynamic sparsity:
 :class:`DynamicSparsityPruner`, :class:`SelfishRNNPruner`, :class:`SETPruner`, :class:`RigLPruner`; stage-wise
-search (SiPO): :class:`StageWisePruner`.
+search (SiPO): :class:`StageWisePruner`; hidden units (ISS): :class:`UnitPruner`.
 """
 from compress.pruning.pruners.agp import AutomatedGradualPruner
 from compress.pruning.pruners.baidu import BaiduRNNPruner
@@ -21,7 +21,8 @@ from compress.pruning.pruners.magnitude import MagnitudeParameterPruner
 from compress.pruning.pruners.sensitivity import SensitivityPruner
 from compress.pruning.pruners.splicing import SplicingPruner
 from compress.pruning.pruners.stagewise import StageWisePruner
+from compress.pruning.pruners.units import UnitPruner
 
 __all__ = ["AutomatedGradualPruner", "BaiduRNNPruner", "SparsityLevelParameterPruner", "MagnitudeParameterPruner",
            "SensitivityPruner", "SplicingPruner", "BlockSparseLSTMPruner", "BlockEmbeddingPruner",
-           "DynamicSparsityPruner", "SelfishRNNPruner", "SETPruner", "RigLPruner", "StageWisePruner"]
+           "DynamicSparsityPruner", "SelfishRNNPruner", "SETPruner", "RigLPruner", "StageWisePruner", "UnitPruner"]

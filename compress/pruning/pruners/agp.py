@@ -21,8 +21,8 @@ class AutomatedGradualPruner(Pruner):
     By default the target is set once per scheduled epoch,
     ``s_t = s_f + (s_i - s_f)(1 - (t - first)/span)^3`` with ``span`` the distance from the first to the last
     scheduled epoch (``((end - start - 1) // freq) * freq`` for the range form), and each listed tensor is pruned
-    to ``s_t`` on its own by magnitude (top-k, ties pruned). Unlike Distiller, ``initial_sparsity: 0`` and the
-    ``epochs: [...]`` policy form work.
+    to ``s_t`` on its own by magnitude (top-k, ties pruned, as in Distiller). ``initial_sparsity: 0`` and the
+    ``epochs: [...]`` policy form work too (``docs/distiller-compat.md``).
 
     Args:
         name: instance name.
@@ -33,6 +33,24 @@ class AutomatedGradualPruner(Pruner):
             (Zhu & Gupta's original), agreeing with the per-epoch target at every scheduled epoch's start.
         budget: ``"per_tensor"`` (Distiller) or ``"global"``: one magnitude threshold across all listed weights,
             so the listed weights *together* reach ``s_t`` and the small ones are not forced to the same level.
+
+    Raises:
+        ArgumentError: a sparsity outside [0, 1), ``final_sparsity < initial_sparsity``, or an unknown ``ramp``
+            or ``budget``.
+
+    Example:
+        >>> import compress
+        >>> model = torch.nn.Linear(10, 10, bias=False)
+        >>> schedule = {"pruners": {"agp": {"class": "AutomatedGradualPruner", "initial_sparsity": 0.25,
+        ...                                 "final_sparsity": 0.75, "weights": ["weight"]}},
+        ...             "policies": [{"pruner": {"instance_name": "agp"}, "starting_epoch": 0, "ending_epoch": 4}]}
+        >>> scheduler = compress.dict_config(model, None, schedule)
+        >>> zeros = []
+        >>> for epoch in range(5):
+        ...     scheduler.on_epoch_begin(epoch)
+        ...     zeros.append(int((model.weight == 0).sum()))
+        >>> zeros                                        # s_t = 0.75 - 0.5 (1 - t/3)^3 of the 100 weights
+        [25, 60, 73, 75, 75]
     """
 
     def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, weights: WeightSpec,

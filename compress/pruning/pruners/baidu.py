@@ -26,6 +26,16 @@ class BaiduRNNPruner(Pruner):
         ramp_epoch_offset: epochs after the policy's start at which the slope steepens.
         ramp_slope_mult: how much steeper the second slope is.
         weights: names or patterns of the weights to prune.
+
+    Raises:
+        ArgumentError: ``q`` or ``ramp_slope_mult`` negative, ``ramp_epoch_offset`` not an integer ``>= 0``.
+
+    Example:
+        >>> from compress.context import HookContext, Timing
+        >>> pruner = BaiduRNNPruner("baidu", q=0.5, ramp_epoch_offset=2, ramp_slope_mult=2.0, weights=["w"])
+        >>> timing = Timing(starting_epoch=0, ending_epoch=4)
+        >>> [round(pruner.threshold(HookContext(epoch=e, timing=timing)), 3) for e in range(4)]
+        [0.1, 0.2, 0.5, 0.7]
     """
 
     def __init__(self, name: str, q: float, ramp_epoch_offset: int, ramp_slope_mult: float, weights: WeightSpec):

@@ -30,6 +30,19 @@ class BlockEmbeddingPruner(FixedStructurePruner):
         weights: the embedding weight(s), rows = ids, e.g. ``[encoder.weight]``.
         blocks: column blocks (capped at the embedding size).
         density: trainable share of each weight, in [1/blocks, 1].
+
+    Raises:
+        ArgumentError: ``blocks < 1`` or ``density`` out of range; at binding, a weight that is not 2-D.
+
+    Example:
+        >>> import torch, compress
+        >>> model = torch.nn.Embedding(10, 4)
+        >>> schedule = {"pruners": {"emb": {"class": "BlockEmbeddingPruner", "weights": ["weight"],
+        ...                                 "blocks": 2, "density": 0.75}},
+        ...             "policies": [{"pruner": {"instance_name": "emb"}, "epochs": [0]}]}
+        >>> compress.dict_config(model, None, schedule).on_epoch_begin(0)
+        >>> (model.weight != 0).sum(dim=1).tolist()      # ids 0-4 keep block 0 only
+        [2, 2, 2, 2, 2, 4, 4, 4, 4, 4]
     """
 
     def __init__(self, name: str, weights: WeightSpec, blocks: int, density: float):

@@ -44,6 +44,7 @@ from compress.sparsity.names import ParameterIndex
 log = logging.getLogger(__name__)
 
 DECAY_MODES = ("cosine", "constant")
+UPDATE_WORDS = ("epoch", "never")   # update_frequency's words; otherwise it is a number of minibatches
 _SEED_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
@@ -78,19 +79,16 @@ class DynamicSparsityPruner(RegrowingPruner):
     ``round(density * N)`` active weights over its ``N`` weights. At every update it removes a fraction
     (the death rate) of the active weights by the ``death`` criterion and grows as many inactive ones by the
     ``growth`` criterion, distributed over layers by ``redistribution``. Regrown weights start at zero and their
-    optimizer state is reset; the density is exact after every update. Unlike the reference code:
+    optimizer state is reset; the density is exact after every update. The modes follow their papers where
+    the published code differs (``docs/distiller-compat.md`` lists each case):
 
-    * counts are exact (random growth picks exactly the planned number of positions instead of coin flips;
-      ``global_magnitude`` removes exactly ``ceil(p * active)`` weights instead of tuning a threshold to ±2%);
-    * ``ER`` caps layers at density 1 and redistributes the excess (the reference undershoots the density);
-    * ``SET`` removes the negative weights closest to zero, as in Mocanu et al. (the reference removes the most
-      negative ones; ``set_negatives: most_negative`` reproduces it);
+    * counts are exact: random growth picks exactly the planned number of positions, ``global_magnitude``
+      removes exactly ``ceil(p * active)`` weights;
+    * ``ER`` caps layers at density 1 and redistributes the excess, so the global density is the one asked for;
+    * ``SET`` removes the negative weights closest to zero, as in Mocanu et al. (``set_negatives:
+      most_negative`` gives the Selfish-RNN code's choice);
     * ``momentum`` growth and redistribution use the pruner's own momentum of the dense gradients,
-      ``m <- growth_momentum * m + grad`` every minibatch: the reference reads the optimizer's momentum buffer,
-      which does not exist with the momentum-free SGD of its recipes (it crashes), and the mask store zeroes
-      optimizer state at inactive positions after every step, so it would hold nothing to grow by anyway;
-    * the ON-LSTM masks are never all-zero and the optimizer is found by parameter, not by index (Selfish-RNN's
-      ON-LSTM script leaves every mask empty and calls a method that does not exist).
+      ``m <- growth_momentum * m + grad`` every minibatch, so they work with momentum-free SGD.
 
     Args:
         name: instance name.
@@ -116,13 +114,43 @@ class DynamicSparsityPruner(RegrowingPruner):
         death_rate_floor: the cosine's floor (Selfish-RNN: 0.005).
         decay_epochs: epochs the cosine spans; default the policy's epochs (``ending_epoch - starting_epoch``).
             The death rate is stepped once per minibatch.
-        update_frequency: ``epoch`` (prune and regrow at every active epoch's end) or a number ``k`` of
-            minibatches.
+        update_frequency: ``epoch`` (prune and regrow at every active epoch's end), a number ``k`` of
+            minibatches, or ``never``: the initial random topology stays, a static random mask at the same
+            density (the baseline that shows what the regrowth adds).
         threshold: initial threshold of ``threshold`` death and of ``nonzeros`` redistribution.
         set_negatives: ``closest_to_zero`` (the SET paper) or ``most_negative`` (the Selfish-RNN code).
         growth_momentum: decay of the pruner's gradient momentum (``momentum`` growth/redistribution).
         seed: seed of random initialisation and growth; default ``torch.initial_seed()``. Event ``n`` draws from
             a generator seeded by ``(seed, n)``, so a resume repeats the same draws bit for bit.
+
+    Raises:
+        ArgumentError: both or neither of ``density`` and ``sparsity``, an unknown mode, or a rate, threshold or
+            frequency out of range (naming the argument).
+
+    Example:
+        >>> import compress
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = torch.nn.Linear(8, 8, bias=False)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> schedule = {"pruners": {"dst": {"class": "DynamicSparsityPruner", "density": 0.25, "seed": 0}},
+        ...             "policies": [{"pruner": {"instance_name": "dst"}, "starting_epoch": 0, "ending_epoch": 2}]}
+        >>> scheduler = compress.dict_config(model, optimizer, schedule)
+        >>> x, topologies = torch.randn(4, 8), []
+        >>> for epoch in range(2):
+        ...     scheduler.on_epoch_begin(epoch, optimizer)
+        ...     topologies.append(scheduler.masks["weight"].clone())
+        ...     for i in range(3):
+        ...         scheduler.on_minibatch_begin(epoch, i, 3, optimizer)
+        ...         optimizer.zero_grad(); model(x).pow(2).mean().backward()
+        ...         scheduler.before_parameter_optimization(epoch, i, 3, optimizer)
+        ...         optimizer.step()
+        ...         scheduler.on_minibatch_end(epoch, i, 3, optimizer)
+        ...     scheduler.on_epoch_end(epoch, optimizer)     # prune and regrow
+        >>> [int(mask.sum()) for mask in topologies]     # 16 of the 64 weights are active, always
+        [16, 16]
+        >>> int((topologies[0] != topologies[1]).sum())  # 5 died and 5 others grew at the end of epoch 0
+        10
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
@@ -144,12 +172,12 @@ class DynamicSparsityPruner(RegrowingPruner):
         self.death_rate_floor = options.number("death_rate_floor", death_rate_floor, minimum=0.0,
                                                maximum=self.death_rate)
         self.decay_epochs = options.optional(options.integer, "decay_epochs", decay_epochs, minimum=1)
-        if update_frequency != "epoch":
+        if update_frequency not in UPDATE_WORDS:
             try:
                 options.integer("update_frequency", update_frequency, minimum=1)
             except ArgumentError:
-                raise ArgumentError("update_frequency", f"expected 'epoch' or a positive number of minibatches, "
-                                                        f"got {update_frequency!r}") from None
+                raise ArgumentError("update_frequency", f"expected 'epoch', 'never' or a positive number of "
+                                                        f"minibatches, got {update_frequency!r}") from None
         self.update_frequency = update_frequency
         self.initial_threshold = options.number("threshold", threshold, minimum=0.0)
         self.set_negatives = options.choice("set_negatives", set_negatives, pr.SET_NEGATIVES)
@@ -214,7 +242,7 @@ class DynamicSparsityPruner(RegrowingPruner):
             self._accumulate_momentum(params)
         if "gradient" in pr.GROWTH.needs(self.growth) and self.update_frequency == "epoch" and last_of_epoch:
             self._last_grads = {n: p.grad.detach().abs() for n, p in params.items() if p.grad is not None}
-        return self.update_frequency != "epoch" and self.steps % self.update_frequency == 0
+        return self.update_frequency not in UPDATE_WORDS and self.steps % self.update_frequency == 0
 
     def observe_epoch_end(self, steps_this_epoch: int, timing) -> None:
         """Fix the cosine's length from the first epoch when the loop never said how many minibatches it has."""
@@ -405,6 +433,14 @@ class SelfishRNNPruner(DynamicSparsityPruner):
         decay_epochs: epochs the cosine spans (default the policy's).
         update_frequency: ``epoch`` or a number of minibatches.
         seed: seed of the random topology.
+
+    Raises:
+        ArgumentError: as :class:`DynamicSparsityPruner`.
+
+    Example:
+        >>> pruner = SelfishRNNPruner("selfish", density=0.33, death_rate=0.8)
+        >>> pruner.death, pruner.growth, pruner.redistribution, pruner.death_rate_decay
+        ('magnitude', 'random', 'none', 'cosine')
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
@@ -435,6 +471,14 @@ class SETPruner(DynamicSparsityPruner):
         set_negatives: ``closest_to_zero`` (the paper) or ``most_negative`` (the Selfish-RNN code).
         update_frequency: ``epoch`` or a number of minibatches.
         seed: seed of the random topology.
+
+    Raises:
+        ArgumentError: as :class:`DynamicSparsityPruner`.
+
+    Example:
+        >>> pruner = SETPruner("set", sparsity=0.9)
+        >>> pruner.density, pruner.sparse_init, pruner.death, pruner.death_rate
+        (0.09999999999999998, 'ER', 'SET', 0.3)
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,
@@ -468,6 +512,14 @@ class RigLPruner(DynamicSparsityPruner):
         decay_epochs: epochs the cosine spans (default the policy's).
         update_frequency: minibatches between updates, or ``epoch``.
         seed: seed of the random initial topology.
+
+    Raises:
+        ArgumentError: as :class:`DynamicSparsityPruner`.
+
+    Example:
+        >>> pruner = RigLPruner("rigl", density=0.1)
+        >>> pruner.growth, pruner.update_frequency, pruner.death_rate_floor
+        ('gradient', 100, 0.0)
     """
 
     def __init__(self, name: str, density: Optional[float] = None, sparsity: Optional[float] = None,

@@ -23,6 +23,22 @@ class SparsityLevelParameterPruner(Pruner):
     Args:
         name: instance name.
         levels: ``{weight name or pattern: sparsity, '*': default}``; ``'*'`` covers every parameter.
+
+    Raises:
+        ArgumentError: ``levels`` is empty, or a level is outside [0, 1) (naming the entry).
+
+    Example:
+        >>> import compress
+        >>> model = torch.nn.Linear(4, 2)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[0.1, -0.8, 0.3, 0.5], [-0.2, 0.6, -0.7, 0.4]]))
+        >>> schedule = {"pruners": {"level": {"class": "SparsityLevelParameterPruner", "levels": {"weight": 0.5}}},
+        ...             "policies": [{"pruner": {"instance_name": "level"}, "epochs": [0]}]}
+        >>> compress.dict_config(model, None, schedule).on_epoch_begin(0)
+        >>> (model.weight != 0).tolist()                 # the 4 smallest magnitudes are gone
+        [[False, True, False, True], [False, True, True, False]]
+        >>> bool((model.bias != 0).all())                # the bias is not listed
+        True
     """
 
     def __init__(self, name: str, levels: Mapping[str, float]):

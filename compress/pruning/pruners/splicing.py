@@ -8,13 +8,12 @@ import torch
 from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError, describe
-from compress.pruning.base import Pruner, resolve_targets
+from compress.pruning.base import PerWeightPruner
 from compress.registry import register_pruner
-from compress.sparsity.names import ParameterIndex
 
 
 @register_pruner
-class SplicingPruner(Pruner):
+class SplicingPruner(PerWeightPruner):
     """Two thresholds around ``mean|w| + s * std|w|``: below the low one a weight is cut, above the high one it
     is spliced back, in between it keeps its current state.
 
@@ -29,7 +28,28 @@ class SplicingPruner(Pruner):
         low_thresh_mult: factor giving the pruning threshold.
         hi_thresh_mult: factor giving the splicing threshold (>= ``low_thresh_mult``).
         sensitivity_multiplier: per-epoch growth of ``s`` (0: constant).
+
+    Raises:
+        ArgumentError: ``sensitivities`` is empty or not numbers, a multiplier is negative, or
+            ``hi_thresh_mult < low_thresh_mult``.
+
+    Example:
+        >>> from compress.context import HookContext, Timing
+        >>> from compress.sparsity import ParameterIndex
+        >>> layer = torch.nn.Linear(4, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[0.1, 0.5, 1.0, 2.0]]))   # mean |w| = 0.9
+        >>> pruner = SplicingPruner("splice", {"weight": 0.0}, low_thresh_mult=0.5, hi_thresh_mult=1.0)
+        >>> pruner.bind(ParameterIndex(layer))
+        >>> ctx = HookContext(epoch=0, timing=Timing(epochs=[0]))
+        >>> for before in ([[True, True, True, True]], [[True, False, False, True]]):
+        ...     mask = pruner.compute_masks({"weight": layer.weight}, {"weight": torch.tensor(before)}, ctx)
+        ...     print(mask["weight"].tolist())           # cut below 0.45, spliced from 0.9, 0.5 keeps its state
+        [[False, True, True, True]]
+        [[False, False, True, True]]
     """
+
+    targets_key = "sensitivities"
 
     def __init__(self, name: str, sensitivities: Mapping[str, float], low_thresh_mult: float,
                  hi_thresh_mult: float, sensitivity_multiplier: float = 0):
@@ -44,10 +64,6 @@ class SplicingPruner(Pruner):
         self.sensitivity_multiplier = options.number("sensitivity_multiplier", sensitivity_multiplier, minimum=0)
         self.targets: Dict[str, float] = {}
         self.stats: Dict[str, tuple] = {}
-
-    def bind(self, index: ParameterIndex) -> None:
-        self.targets = resolve_targets(index, self.sensitivities, "sensitivities")
-        self.weights = list(self.targets)
 
     def compute_masks(self, params, current, step: HookContext) -> Dict[str, torch.Tensor]:
         masks = {}

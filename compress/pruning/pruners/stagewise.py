@@ -99,6 +99,25 @@ class StageWisePruner(SearchingPruner):
             recovered model with half the previous headroom above it (see :class:`IterativePruningPolicy`).
         evaluate: the ``evaluate(model) -> float`` callable (given by ``file_config(..., evaluate=fn)`` when the
             pruner comes from a schedule).
+
+    Raises:
+        ArgumentError: an unknown grouping or search, an option of another search, a bound or count out of
+            range, or ``lower > upper`` (naming the argument).
+
+    Example:
+        >>> import compress
+        >>> model = torch.nn.Linear(10, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.arange(1.0, 11.0))
+        >>> def lost_magnitude(m):                       # lower is better; 0 for the unpruned model
+        ...     return 55.0 - float(m.weight.detach().abs().sum())
+        >>> schedule = {"pruners": {"sipo": {"class": "StageWisePruner", "grouping": "all_in_one",
+        ...                                  "max_degradation": 10, "retrain_epochs": 0}},
+        ...             "policies": [{"pruner": {"instance_name": "sipo"}, "epochs": [0]}]}
+        >>> scheduler = compress.dict_config(model, None, schedule, evaluate=lost_magnitude)
+        >>> scheduler.on_epoch_begin(0)                  # one-shot: search, prune, keep
+        >>> model.weight.tolist()                        # 1 + 2 + 3 + 4 = 10 is all the constraint allows
+        [[0.0, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]]
     """
 
     def __init__(self, name: str, max_degradation: float, mode: str = "min", relative: bool = False,

@@ -66,6 +66,18 @@ class NegativelyCorrelatedSearch:
         feasible_only: replace a parent only by a child with negative fitness (SiPO's fitness is negative exactly
             when the constraint holds).
         seed: seed of the private random generator.
+
+    Raises:
+        ValueError: a lower bound above its upper bound, or a step size ``<= 0``.
+        ArgumentError: ``population < 2`` or ``generations < 1``.
+
+    Example:
+        >>> ncs = NegativelyCorrelatedSearch(x0=[0.9], sigma=0.1, lower=0.0, upper=1.0, population=4,
+        ...                                  generations=30, seed=0)
+        >>> while not ncs.done:                          # minimise (x - 0.3)^2 - 1 (negative: feasible)
+        ...     ncs.tell([float((child[0] - 0.3) ** 2) - 1.0 for child in ncs.ask()])
+        >>> round(float(ncs.best_x[0]), 2), ncs.generation
+        (0.29, 30)
     """
 
     def __init__(self, x0: ArrayLike, sigma: ArrayLike, lower: ArrayLike, upper: ArrayLike, population: int = 6,

@@ -34,6 +34,16 @@ def policy_for(pruner: Pruner, args: Optional[Mapping[str, Any]] = None) -> Prun
     :class:`~compress.pruning.base.SearchingPruner` an :class:`IterativePruningPolicy`, and every other pruner
     a :class:`PruningPolicy` with Distiller's policy ``args``.
 
+    Args:
+        pruner: any pruner.
+        args: the policy's ``args`` (checked by the policy).
+
+    Returns:
+        A new policy for ``pruner``, its timing not set yet.
+
+    Raises:
+        ArgumentError: ``args`` the policy does not accept.
+
     Example:
         >>> from compress.pruning.pruners import SparsityLevelParameterPruner
         >>> pruner = SparsityLevelParameterPruner("p", levels={"w": 0.5})

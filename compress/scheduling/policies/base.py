@@ -17,7 +17,28 @@ from compress.sparsity.masks import MaskStore
 from compress.sparsity.names import ParameterIndex
 
 PolicyLoss = namedtuple("PolicyLoss", ["overall_loss", "loss_components"])
+PolicyLoss.__doc__ = """What :meth:`ScheduledTrainingPolicy.before_backward_pass` returns (Distiller's type).
+
+Args:
+    overall_loss: the loss to back-propagate, the policy's terms included.
+    loss_components: the added terms, as :class:`LossComponent` s.
+
+Example:
+    >>> out = PolicyLoss(torch.tensor(2.5), [LossComponent("L1Regularizer_loss", torch.tensor(0.5))])
+    >>> out.overall_loss.item(), out.loss_components[0].name
+    (2.5, 'L1Regularizer_loss')
+"""
 LossComponent = namedtuple("LossComponent", ["name", "value"])
+LossComponent.__doc__ = """One named term of a :class:`PolicyLoss` (Distiller's type).
+
+Args:
+    name: what the term is (``L1Regularizer_loss``).
+    value: its value, a tensor in the graph.
+
+Example:
+    >>> LossComponent("GroupLassoRegularizer_loss", torch.tensor(0.25)).value.item()
+    0.25
+"""
 
 
 class ScheduledTrainingPolicy:
@@ -28,6 +49,21 @@ class ScheduledTrainingPolicy:
     :meth:`bind` resolves names against the model and may raise, but touches nothing; :meth:`attach` makes the
     changes a policy needs on the model (gradient hooks, module conversion) and runs only once every policy of
     the schedule has bound.
+
+    Example:
+        >>> from compress.scheduling import CompressionScheduler
+        >>> class CountEpochs(ScheduledTrainingPolicy):
+        ...     def __init__(self):
+        ...         self.seen = []
+        ...     def on_epoch_begin(self, ctx, **kwargs):
+        ...         self.seen.append(ctx.epoch)
+        >>> scheduler = CompressionScheduler(torch.nn.Linear(2, 2))
+        >>> policy = CountEpochs()
+        >>> scheduler.add_policy(policy, starting_epoch=1, ending_epoch=6, frequency=2)
+        >>> for epoch in range(6):
+        ...     scheduler.on_epoch_begin(epoch)
+        >>> policy.seen
+        [1, 3, 5]
     """
 
     timing: Timing

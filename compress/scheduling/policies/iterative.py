@@ -44,8 +44,26 @@ class IterativePruningPolicy(PruningPolicy):
     :meth:`state_dict`, so a resumed run continues where it was.
 
     Args:
-        pruner: a :class:`StageWisePruner`.
+        pruner: a :class:`~compress.pruning.StageWisePruner`.
         args: no policy arguments are accepted.
+
+    Raises:
+        ArgumentError: any policy argument.
+
+    Example:
+        >>> from compress.pruning import StageWisePruner
+        >>> from compress.scheduling import CompressionScheduler
+        >>> model = torch.nn.Linear(10, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.arange(1.0, 11.0))
+        >>> pruner = StageWisePruner("sipo", max_degradation=10.0, grouping="all_in_one", retrain_epochs=0,
+        ...                          evaluate=lambda m: 55.0 - float(m.weight.detach().abs().sum()))
+        >>> policy = IterativePruningPolicy(pruner)
+        >>> scheduler = CompressionScheduler(model)
+        >>> scheduler.add_policy(policy, epochs=[0])
+        >>> scheduler.on_epoch_begin(0)
+        >>> policy.finished, policy.stop_reason, policy.best["sparsity"]
+        (True, 'one-shot', 0.4)
     """
 
     def __init__(self, pruner: SearchingPruner, args: Optional[Mapping[str, Any]] = None):

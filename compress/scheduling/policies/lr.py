@@ -7,6 +7,7 @@ import torch
 
 from compress import options
 from compress.context import HookContext
+from compress.distributed import mean_over_ranks
 from compress.scheduling.policies.base import ScheduledTrainingPolicy
 
 
@@ -15,10 +16,27 @@ class LRPolicy(ScheduledTrainingPolicy):
 
     ``ReduceLROnPlateau`` is stepped with the metric of its mode, taken from ``on_epoch_end(...,
     metrics={'min': val_loss, 'max': accuracy})`` as in Distiller, or from ``metrics=<float>``. Other schedulers
-    are stepped with plain ``step()`` (Distiller's ``step(epoch=...)`` is deprecated in PyTorch).
+    are stepped with plain ``step()`` (PyTorch deprecated the ``step(epoch=...)`` that Distiller called).
 
     Args:
         lr_scheduler: the LR scheduler.
+
+    Raises:
+        ValueError: at an epoch's end, ``ReduceLROnPlateau`` gets no metric.
+
+    Example:
+        >>> import compress
+        >>> model = torch.nn.Linear(2, 2)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        >>> schedule = {"lr_schedulers": {"halve": {"class": "StepLR", "step_size": 1, "gamma": 0.5}},
+        ...             "policies": [{"lr_scheduler": {"instance_name": "halve"}, "starting_epoch": 0,
+        ...                           "ending_epoch": 2}]}
+        >>> scheduler = compress.dict_config(model, optimizer, schedule)
+        >>> for epoch in range(4):
+        ...     optimizer.step()                         # (the epoch's training)
+        ...     scheduler.on_epoch_end(epoch, optimizer)
+        >>> optimizer.param_groups[0]["lr"]             # halved at the end of epochs 0 and 1 only
+        0.25
     """
 
     def __init__(self, lr_scheduler: Any):
@@ -32,7 +50,7 @@ class LRPolicy(ScheduledTrainingPolicy):
             if metrics is None:
                 raise ValueError("ReduceLROnPlateau needs on_epoch_end(epoch, optimizer, metrics={'min': "
                                  "val_loss}) (or metrics=<float>)")
-            self.lr_scheduler.step(float(metrics))
+            self.lr_scheduler.step(mean_over_ranks(float(metrics)))  # the same LR on every rank
         else:
             self.lr_scheduler.step()
 

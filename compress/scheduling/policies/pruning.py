@@ -23,9 +23,8 @@ class PruningPolicy(ScheduledTrainingPolicy):
     minibatch), applied at once, applied before each forward pass of an active epoch if a weight has changed
     since, and re-applied after every optimizer step in every epoch by the scheduler.
 
-    Unlike Distiller, the masking modes below are scoped to *this* pruner's weights, not set for the whole
-    model by whichever policy happens to start first; and ``skip_first_minibatch`` defers pruning to
-    minibatch 1 of every active epoch (Distiller did it in epoch 0 only).
+    The masking modes below apply to *this* pruner's weights only, and ``skip_first_minibatch`` defers pruning
+    to minibatch 1 of every active epoch (how both differ from Distiller: ``docs/distiller-compat.md``).
 
     Args:
         pruner: the pruner.
@@ -34,6 +33,26 @@ class PruningPolicy(ScheduledTrainingPolicy):
             ``mask_on_forward_only``, ``mask_gradients``, ``use_double_copies``,
             ``discard_masks_at_minibatch_end``, ``skip_first_minibatch``, ``fold_batchnorm`` (Conv2d only:
             must be false here).
+
+    Raises:
+        ArgumentError: an unknown argument, a non-boolean flag, a negative ``mini_batch_pruning_frequency``,
+            ``fold_batchnorm: true``, or ``levels`` for a pruner that takes none.
+
+    Example:
+        >>> import torch
+        >>> from compress.pruning import SparsityLevelParameterPruner
+        >>> from compress.scheduling import CompressionScheduler
+        >>> model = torch.nn.Linear(4, 4, bias=False)
+        >>> pruner = SparsityLevelParameterPruner("level", levels={"weight": 0.25})
+        >>> policy = PruningPolicy(pruner, {"levels": {"weight": 0.75}, "mask_gradients": True})
+        >>> scheduler = CompressionScheduler(model)
+        >>> scheduler.add_policy(policy, epochs=[0])
+        >>> scheduler.on_epoch_begin(0)
+        >>> int((model.weight == 0).sum())               # the policy's levels win
+        12
+        >>> model.weight.sum().backward()
+        >>> int((model.weight.grad == 0).sum())          # and pruned weights get no gradient
+        12
     """
 
     def __init__(self, pruner: Pruner, args: Optional[Mapping[str, Any]] = None):
@@ -129,7 +148,20 @@ class PruningPolicy(ScheduledTrainingPolicy):
 
 
 def policy_pruners(policies: List[ScheduledTrainingPolicy]) -> List[Pruner]:
-    """The pruners behind a list of policies, in order, each once."""
+    """The pruners behind a list of policies, in order, each once.
+
+    Args:
+        policies: any policies; those that are not :class:`PruningPolicy` s are skipped.
+
+    Returns:
+        The pruners, without repeats.
+
+    Example:
+        >>> from compress.pruning import SparsityLevelParameterPruner
+        >>> pruner = SparsityLevelParameterPruner("level", levels={"w": 0.5})
+        >>> [p.name for p in policy_pruners([PruningPolicy(pruner), PruningPolicy(pruner)])]
+        ['level']
+    """
     out: List[Pruner] = []
     for p in policies:
         if isinstance(p, PruningPolicy) and p.pruner not in out:

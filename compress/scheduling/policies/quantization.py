@@ -24,6 +24,14 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
 
     Raises:
         ArgumentError: the quantizer is a post-training one.
+
+    Example:
+        >>> import torch
+        >>> from compress.quantization import PostTrainLinearQuantizer
+        >>> QuantizationPolicy(PostTrainLinearQuantizer(torch.nn.Linear(2, 2)))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        compress.errors.ArgumentError: instance_name: PostTrainLinearQuantizer is a post-training quantizer, ...
     """
 
     def __init__(self, quantizer: Any):

@@ -27,6 +27,21 @@ class RegularizationPolicy(ScheduledTrainingPolicy):
     Args:
         regularizer: the regularizer (has ``loss(params) -> Tensor`` and optionally ``threshold_masks``).
         keep_mask: keep the threshold masks from the last minibatch of the last active epoch.
+
+    Raises:
+        ArgumentError: ``keep_mask`` is not a boolean.
+
+    Example:
+        >>> import compress
+        >>> model = torch.nn.Linear(2, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[1.0, -3.0]]))
+        >>> schedule = {"regularizers": {"l1": {"class": "L1Regularizer", "reg_regims": {"weight": 0.1}}},
+        ...             "policies": [{"regularizer": {"instance_name": "l1"}, "epochs": [0]}]}
+        >>> scheduler = compress.dict_config(model, None, schedule)
+        >>> loss = scheduler.before_backward_pass(0, 0, 1, torch.tensor(1.0))
+        >>> round(loss.item(), 4)                        # 1 + 0.1 * (|1| + |-3|)
+        1.4
     """
 
     def __init__(self, regularizer: Any, keep_mask: bool = False):

@@ -4,8 +4,8 @@ iteratively (stage-wise, with retraining), and print one table.
 Every stage writes its state to ``--out``; run the same command again to continue where it stopped (after a
 ``--time-budget`` stop, a crash, or a killed job). Finished stages are not redone.
 
-    python examples/sipo_ptb.py --data ../shared/data/ptb --cuda --out runs/sipo --time-budget 540
-    python examples/sipo_ptb.py --epochs 1 --max-train-batches 5 --emsize 16 --nhid 16     # a CPU smoke run
+    python examples/papers/sipo_ptb.py --data ../shared/data/ptb --cuda --out runs/sipo --time-budget 540
+    python examples/papers/sipo_ptb.py --epochs 1 --max-train-batches 5 --emsize 16 --nhid 16     # a CPU smoke run
 
 The model is PyTorch's word-LM example at 200 units (4,653,200 parameters with PTB's 10,000 words, biases
 included; SiPO prunes and counts all of them). Constraints are on validation next-word accuracy by default, as
@@ -30,13 +30,7 @@ import time
 from typing import Any, Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from tabulate import tabulate
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from word_lm_task import evaluate_lm
 
 import compress
 from compress.pruning.rate_search.search import NCSRateSearch, prune_to_constraint
@@ -44,10 +38,10 @@ from compress.reports.inspection import count_parameters
 from compress_models import (
     RNNModel,
     batchify,
-    get_batch,
+    evaluate_lm,
     load_corpus,
-    repackage_hidden,
     synthetic_corpus,
+    train_epoch,
 )
 
 STAGES = ("dense", "one-shot", "iterative")
@@ -212,21 +206,9 @@ class Run:
         return row
 
     def train_epoch(self, model, optimizer, scheduler=None, epoch: int = 0) -> None:
-        model.train()
-        hidden = model.init_hidden(self.args.batch_size)
-        for batch, i in enumerate(range(0, self.steps * self.args.bptt, self.args.bptt)):
-            data, targets = get_batch(self.train_data, i, self.args.bptt)
-            hidden = repackage_hidden(hidden)
-            if scheduler is not None:
-                scheduler.on_minibatch_begin(epoch, batch, self.steps, optimizer)
-            output, hidden = model(data, hidden)
-            loss = F.cross_entropy(output.view(-1, self.ntokens), targets.reshape(-1))
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.args.clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.on_minibatch_end(epoch, batch, self.steps, optimizer)
+        """One epoch of training, under ``scheduler``'s hooks when given (the dense stage has none)."""
+        train_epoch(model, self.train_data, optimizer, scheduler or compress.CompressionScheduler(model, optimizer),
+                    epoch, bptt=self.args.bptt, clip=self.args.clip, max_batches=self.args.max_train_batches)
 
 
 def dense_stage(run: Run) -> bool:

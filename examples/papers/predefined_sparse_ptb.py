@@ -1,8 +1,8 @@
 """Predefined sparseness vs. a dense LSTM, AGP and dynamic sparsity, at one recurrent parameter budget (PTB word LM).
 
-Five runs of ``examples/word_lm.py``, all with the same data, epochs, optimiser and tied 2-layer layout
-(``models/sparse_lm.py``: the last layer is ``emsize`` wide so the decoder can be tied), and all with the same
-number of trainable recurrent parameters:
+Five runs of the word-LM trainer (``examples/word_lm.py``'s flags), all with the same data, epochs, optimiser and
+tied 2-layer layout (``models/sparse_lm.py``: the last layer is ``emsize`` wide so the decoder can be tied), and all
+with the same number of trainable recurrent parameters:
 
 * ``dense``: dense LSTM layers, ``--nhid`` units;
 * ``predefined sparse (module)``: ``--nhid / --fract`` units, ``--sparse_mode sparse_hidden`` (k small LSTMs);
@@ -17,8 +17,8 @@ Runs go in parallel (``--jobs``) as child processes; each writes a checkpoint af
 it, so a run cut off by a time limit continues when the same command is given again. Finished runs are skipped.
 The table (validation and test perplexity of the final model) is printed and written to ``OUT/results.md``.
 
-    python examples/predefined_sparse_ptb.py --jobs 1 --epochs 1 --max-train-batches 5    # CPU smoke run
-    python examples/predefined_sparse_ptb.py --cuda --data ../shared/data/ptb --jobs 5 --epochs 8
+    python examples/papers/predefined_sparse_ptb.py --jobs 1 --epochs 1 --max-train-batches 5    # CPU smoke run
+    python examples/papers/predefined_sparse_ptb.py --cuda --data ../shared/data/ptb --jobs 5 --epochs 8
 """
 from __future__ import annotations
 
@@ -33,14 +33,11 @@ from typing import Dict, List, Optional
 
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, HERE)
-
-from compress.io.checkpoint import read_checkpoint  # noqa: E402
-from compress.reports.tables import perplexity_table  # noqa: E402
-from compress.structured.geometry import lstm_block_structure  # noqa: E402
-from compress_models.sparse_lm import layer_reductions  # noqa: E402
+from compress.io.checkpoint import read_checkpoint
+from compress.reports.tables import perplexity_table
+from compress.structured.geometry import lstm_block_structure
+from compress_models import builders, trainer
+from compress_models.sparse_lm import layer_reductions
 
 RUNS = ("dense", "sparse", "mask", "agp", "selfish")
 FINAL_EVALUATION_SECONDS = 45
@@ -134,7 +131,7 @@ def write_schedules(args, write: bool = True) -> Dict[str, str]:
         if not write:
             continue
         with open(paths[name] + ".tmp", "w") as f:
-            f.write(f"# written by examples/predefined_sparse_ptb.py for a {args.nlayers}-layer tied model, "
+            f.write(f"# written by examples/papers/predefined_sparse_ptb.py for a {args.nlayers}-layer tied model, "
                     f"emsize {args.emsize}, nhid {wide(args)}\n")
             yaml.safe_dump(schedule, f, sort_keys=False)
         os.replace(paths[name] + ".tmp", paths[name])
@@ -168,12 +165,10 @@ def word_lm_argv(args, run: str, schedules: Dict[str, str]) -> List[str]:
 
 def run_child(args, run: str, schedules: Dict[str, str]) -> dict:
     """Train one run to the end (resuming if it can) and write ``OUT/<run>.json``."""
-    import word_lm
-
     checkpoint = os.path.join(args.out, f"{run}.pt")
     first_epoch = int(read_checkpoint(checkpoint)["extra"]["epoch"]) + 1 if os.path.exists(checkpoint) else 0
     started = time.time()
-    result = word_lm.main(word_lm_argv(args, run, schedules))
+    result = trainer.train(builders.parse_args(word_lm_argv(args, run, schedules)))
     seconds = time.time() - started
     if result.get("unfinished"):
         return result

@@ -1,7 +1,7 @@
 """Selfish-RNN against its baselines at equal epochs and equal density, on a 2-layer LSTM LM.
 
-Five runs of examples/word_lm.py, all with sparse NT-ASGD and the same hyperparameters, started side by side
-(one process each) and printed as one table:
+Five runs of the word-LM trainer (``examples/word_lm.py``'s flags), all with sparse NT-ASGD and the same
+hyperparameters, started side by side (one process each) and printed as one table:
 
 1. ``selfish``: dynamic sparse training at density 0.33 from the first step (uniform init, magnitude death,
    random growth, no redistribution, cosine-annealed death rate);
@@ -13,9 +13,9 @@ Five runs of examples/word_lm.py, all with sparse NT-ASGD and the same hyperpara
 Each run checkpoints after every epoch; run the same command again to continue after ``--time-budget`` (or a
 lost machine) stopped it. Finished runs are not repeated.
 
-    python examples/selfish_results.py --data ../shared/data/ptb --cuda --size 650 --epochs 20 \\
+    python examples/papers/selfish_results.py --data ../shared/data/ptb --cuda --size 650 --epochs 20 \\
         --out runs/selfish --time-budget 540
-    python examples/selfish_results.py --size 32 --epochs 2 --out /tmp/selfish --jobs 1 \\
+    python examples/papers/selfish_results.py --size 32 --epochs 2 --out /tmp/selfish --jobs 1 \\
         --extra --max-train-batches 5        # a CPU smoke run on the embedded corpus
 """
 from __future__ import annotations
@@ -31,12 +31,8 @@ from typing import Dict, List
 import yaml
 from tabulate import tabulate
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
-
-from compress_models import load_corpus  # noqa: E402
+from compress_models import load_corpus, trainer
+from compress_models.builders import parse_args
 
 CONFIGS = ("selfish", "static", "agp", "dense-small", "dense")
 SPARSE_WEIGHTS = ["encoder.weight", "rnn.weight_*", "decoder.weight"]   # every non-bias weight of RNNModel
@@ -168,11 +164,9 @@ def main(argv=None) -> str:
     done = finished(args.out) if os.path.isdir(args.out) else {}
     todo = {n: c for n, c in commands(args, vocab).items() if n not in done and (not args.only or n in args.only)}
     if args.jobs <= 1:
-        import word_lm
-
         for name, cmd in todo.items():
             print(f"== {name}: word_lm.py {' '.join(cmd)}")
-            word_lm.main(cmd)
+            trainer.train(parse_args(cmd))
     else:
         pending = list(todo.items())
         running = []
@@ -181,7 +175,7 @@ def main(argv=None) -> str:
                 name, cmd = pending.pop(0)
                 log = open(os.path.join(args.out, f"{name}.log"), "a")
                 print(f"== {name}: word_lm.py {' '.join(cmd)}", flush=True)
-                running.append((name, subprocess.Popen([sys.executable, os.path.join(HERE, "word_lm.py")] + cmd,
+                running.append((name, subprocess.Popen([sys.executable, "-m", "compress_models.trainer"] + cmd,
                                                        stdout=log, stderr=subprocess.STDOUT), log))
             name, proc, log = running.pop(0)
             proc.wait()

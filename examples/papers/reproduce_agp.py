@@ -1,10 +1,10 @@
 """Reproduce Distiller's AGP word-LM table: dense and AGP-pruned LSTM LMs of one shape, trained side by side.
 
-Each experiment is a run of examples/word_lm.py in its own process, all started at once (one GPU holds them
-together), each checkpointing every epoch; rerun the same command to continue after ``--time-budget`` stopped
-them. The table is printed when all have finished.
+Each experiment is a run of the word-LM trainer (``examples/word_lm.py``'s flags) in its own process, all
+started at once (one GPU holds them together), each checkpointing every epoch; rerun the same command to continue
+after ``--time-budget`` stopped them. The table is printed when all have finished.
 
-    python examples/reproduce_agp.py --data data/wikitext-2 --size medium --cuda --out runs/agp_medium
+    python examples/papers/reproduce_agp.py --data data/wikitext-2 --size medium --cuda --out runs/agp_medium
 """
 from __future__ import annotations
 
@@ -14,11 +14,9 @@ import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
+from compress import perplexity_table
 
-from compress import perplexity_table  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 
 SIZES = {  # Distiller's word-LM shapes (all tied, weight decay 1e-6)
     "small": ["--emsize", "200", "--nhid", "200", "--dropout", "0.2"],
@@ -45,7 +43,7 @@ def main(argv=None):
         if args.only and name not in args.only:
             continue
         ckpt = os.path.join(args.out, f"{name}.pt")
-        cmd = [sys.executable, os.path.join(HERE, "word_lm.py"), "--data", args.data, "--tied", "--wd", "1e-6",
+        cmd = [sys.executable, "-m", "compress_models.trainer", "--data", args.data, "--tied", "--wd", "1e-6",
                "--epochs", str(args.epochs), "--save", ckpt, "--name", f"{name} ({args.size})", "--no-progress",
                "--results", os.path.join(args.out, "results.jsonl")] + SIZES[args.size] + args.extra
         if schedule:
