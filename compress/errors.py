@@ -37,20 +37,35 @@ def key_path(key: KeyLike, *more: Union[str, int]) -> KeyPath:
     return (tuple(key) if isinstance(key, tuple) else (key,)) + tuple(more)
 
 
-_SHORT = reprlib.Repr()
-_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxtuple, _SHORT.maxset = 3, 6, 6, 6, 6
-_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 80, 80, 40
+def _short_repr(maxlevel: int) -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxtuple, short.maxset = maxlevel, 6, 6, 6, 6
+    short.maxstring, short.maxother, short.maxlong = 80, 80, 40
+    return short
+
+
+#: Shallower and shallower: six items a level still make 6**levels of them, so depth is cut until it fits.
+_SHORT = [_short_repr(level) for level in (3, 2, 1)]
+#: The longest a described value gets in a message.
+DESCRIBE_LIMIT = 200
 
 
 def describe(value: Any) -> str:
     """``repr(value)`` cut short, for messages: a value read from a file may be huge or share itself many times
-    over (a YAML alias of an alias), and an error message must not expand it.
+    over (a YAML alias of an alias), and an error message must not expand it. At most :data:`DESCRIBE_LIMIT`
+    characters.
 
     Example:
         >>> describe([[1, 2]] * 100)
         '[[1, 2], [1, 2], [1, 2], [1, 2], [1, 2], [1, 2], ...]'
+        >>> describe([[[[[1]] * 10] * 10] * 10] * 10)   # 10**4 leaves: one level is shown
+        '[[...], [...], [...], [...], [...], [...], ...]'
     """
-    return _SHORT.repr(value)
+    for short in _SHORT:
+        text = short.repr(value)
+        if len(text) <= DESCRIBE_LIMIT:
+            return text
+    return text[:DESCRIBE_LIMIT - 3] + "..."
 
 
 class CompressError(Exception):

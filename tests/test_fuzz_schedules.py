@@ -216,12 +216,20 @@ def test_a_merge_key_with_an_override_loads_and_the_override_wins(tmp_path, tiny
         load_quietly(tiny_lm, None, str(path), None)
 
 
-def test_an_alias_tree_loads_in_linear_time_and_errors_inside_it_have_lines(tmp_path, tiny_lm):
+def inline_alias_tree(levels: int, width: int = 10) -> str:
+    """A flow sequence whose anchors are defined inside it: ``width ** levels`` leaves once expanded."""
+    if levels == 1:
+        return f"&a1 [{', '.join(['rnn.weight_hh_l0'] * width)}]"
+    return f"&a{levels} [{inline_alias_tree(levels - 1, width)}, {', '.join([f'*a{levels - 1}'] * (width - 1))}]"
+
+
+def test_a_value_of_a_billion_leaves_through_aliases_is_refused_at_once_with_a_short_message(tmp_path, tiny_lm):
     path = tmp_path / "s.yaml"
-    path.write_text(alias_tree(9, 10).replace("a0:", "pruners:\n  x: {class: Nope}\na0:"))  # 10**9 leaves expanded
+    path.write_text("pruners:\n  p: {class: AutomatedGradualPruner, initial_sparsity: 0.1, final_sparsity: 0.5,\n"
+                    f"      weights: {inline_alias_tree(9)}}}\n")
     with pytest.raises(ScheduleError) as info:
         load_quietly(tiny_lm, None, str(path), None)
-    assert info.value.line is not None
+    assert info.value.key == "pruners.p.weights[0]" and info.value.line == 3 and len(str(info.value)) < 400
 
 
 def test_a_bad_lr_scheduler_argument_is_refused_at_load_naming_it(tmp_path, tiny_lm):
