@@ -28,7 +28,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import compress  # noqa: E402
 from compress.registry import SECTIONS, Modes  # noqa: E402
-from compress.scheduling.config import INJECTED, POLICY_KINDS  # noqa: E402
+from compress.scheduling.config import INJECTED, POLICY_KINDS, TOP_LEVEL_KEYS  # noqa: E402
 from compress.scheduling.policies.pruning import PRUNING_POLICY_ARGS  # noqa: E402
 from compress_models import ONLSTMModel, RHNModel, RNNModel, batchify, evaluate, train_epoch  # noqa: E402
 
@@ -54,6 +54,23 @@ def outcome(what: str) -> None:
     test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
     counts = OUTCOMES.setdefault(test, {})
     counts[what] = counts.get(what, 0) + 1
+
+
+def refused_at(err: Exception, path: str) -> str:
+    """Where a refusal points, for the counts: the schedule's top-level section or the file's field that the
+    error names (``pruners``, ``optimizer``), or the text itself (YAML, bytes) when it names none."""
+    key = getattr(err, "key", None)
+    if isinstance(err, compress.ScheduleError):
+        if not key:
+            return "ScheduleError at a line (YAML)"
+        top = re.split(r"[.\[]", key)[0]
+        return f"ScheduleError in {top}" if top in TOP_LEVEL_KEYS else "ScheduleError: unknown top-level key"
+    rest = str(err).split(path, 1)[-1].lstrip(": ")
+    field = re.match(r"(\w+)[.\[:]", rest)
+    if field and field.group(1) in ("model", "optimizer", "scheduler", "rng", "extra", "version", "formats",
+                                    "reduce_range", "state_dict", "format", "masks", "policies", "position"):
+        return f"CheckpointError in {field.group(1)}"
+    return "CheckpointError: the file (bytes, kind)"
 
 
 def _write_outcomes(path: str) -> None:

@@ -24,6 +24,7 @@ from fuzzing import (
     make_optimizer,
     outcome,
     profile,
+    refused_at,
     snapshot,
     train,
 )
@@ -168,7 +169,7 @@ def load_or_refuse_then_train(family: str, raw: bytes) -> None:
     except CheckpointError as err:
         assert path in str(err), str(err)
         assert_unchanged(before, snapshot(model, optimizer, scheduler))
-        outcome("refused")
+        outcome(refused_at(err, path))
         return
     assert isinstance(extra, dict)
     train(model, optimizer, scheduler, range(1, 3))
@@ -207,6 +208,8 @@ def test_every_family_resumes_from_its_own_undamaged_checkpoint(tmp_path, family
     (("rng", "torch"), torch.zeros(3, dtype=torch.uint8), "rng.torch"),
     (("extra",), 5, "extra"),
     (("scheduler", "policies", 0, "state", "pruner"), [1], "policies[0].state.pruner"),
+    (("scheduler", "masks"), [1], "scheduler.masks: "),
+    (("scheduler", "policies"), [], "scheduler.policies: "),
 ])
 def test_a_malformed_field_is_a_checkpoint_error_naming_it_and_changes_nothing(tmp_path, where, value, message):
     state = state_of("agp")
@@ -266,7 +269,7 @@ def test_a_damaged_int8_export_is_refused_cleanly_or_runs(data):
     except CheckpointError as err:
         assert path in str(err)
         assert_unchanged(before, snapshot(model))
-        outcome("refused")
+        outcome(refused_at(err, path))
         return
     tokens = torch.randint(0, NTOKEN, (4, 2))
     with torch.no_grad():
@@ -296,7 +299,7 @@ def test_a_damaged_statistics_file_is_refused_cleanly(data):
         stats = load_stats(path)
     except CheckpointError as err:
         assert path in str(err)
-        outcome("refused")
+        outcome(refused_at(err, path))
         return
     for entry in stats.values():
         for side in list((entry.get("inputs") or {}).values()) + [entry.get("output")]:

@@ -28,6 +28,7 @@ from fuzzing import (
     outcome,
     profile,
     real_schedules,
+    refused_at,
     schedules,
     snapshot,
     train,
@@ -56,7 +57,7 @@ def load_or_refuse_then_train(model_kind: str, optimizer_kind: str, text: str) -
     except ScheduleError as err:
         check_schedule_error(err, path)
         assert_unchanged(before, snapshot(model, optimizer))
-        outcome("refused at load")
+        outcome(refused_at(err, path))
         return
     train(model, optimizer, scheduler)
     outcome("loaded and trained two epochs")

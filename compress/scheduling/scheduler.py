@@ -241,12 +241,13 @@ class CompressionScheduler:
         policy's own state through its ``check_state``), the masks (names and shapes), the position.
         """
         if not isinstance(state, Mapping):
-            raise CheckpointError(f"scheduler state must be a mapping, got {describe(state)}")
+            raise CheckpointError(f"scheduler: expected a mapping, got {describe(state)}")
         if "masks_dict" in state and "format" not in state:  # Distiller's: masks only
-            self.masks.parse_masks(state)
+            self._check_saved_masks("masks_dict", state)
             return
         if state.get("format") != STATE_FORMAT:
-            raise CheckpointError("not a compress scheduler state (no 'format': 'compress.scheduler')")
+            raise CheckpointError("scheduler.format: not a compress scheduler state (no 'format': "
+                                  "'compress.scheduler')")
         try:
             options.fields((), state, ["format", "version", "masks", "policies", "position"])
             options.choice("version", state.get("version"), [1])
@@ -256,9 +257,9 @@ class CompressionScheduler:
         mine = [(k, n, p.algorithm) for k, n, p in self.policies]
         theirs = [(p.get("kind"), p.get("name"), p.get("class")) for p in saved]
         if mine != theirs:
-            raise CheckpointError(f"the saved scheduler has policies {describe(theirs)}, this one has {mine}: "
-                                  f"resume with the schedule the checkpoint was made with")
-        self.masks.parse_masks(state.get("masks", {}))
+            raise CheckpointError(f"scheduler.policies: the saved scheduler has policies {describe(theirs)}, this "
+                                  f"one has {mine}: resume with the schedule the checkpoint was made with")
+        self._check_saved_masks("masks", state.get("masks", {}))
         for i, ((kind, name, policy), entry) in enumerate(zip(self.policies, saved)):
             try:
                 options.fields(("policies", i), entry, ["kind", "name", "class", "state"])
@@ -272,6 +273,12 @@ class CompressionScheduler:
                 options.optional(options.integer, ("position", key), position.get(key), minimum=0)
         except ArgumentError as exc:
             raise CheckpointError(f"scheduler.{exc}") from None
+
+    def _check_saved_masks(self, key: str, state: Any) -> None:
+        try:
+            self.masks.parse_masks(state)
+        except CheckpointError as exc:
+            raise CheckpointError(f"scheduler.{key}: {exc}") from None
 
     def load_state_dict(self, state: Mapping[str, Any], normalize_dataparallel_keys: bool = False) -> None:
         """Restore :meth:`state_dict`; Distiller's ``{'masks_dict': {...}}`` is accepted too (masks only).
