@@ -325,12 +325,3 @@ def test_an_empty_file_and_a_flipped_byte_in_the_pickle_are_checkpoint_errors_th
             compress.load_checkpoint(path, model, optimizer, scheduler)
         assert_unchanged(before, snapshot(model, optimizer, scheduler))
 
-
-def test_a_save_removes_the_temporary_file_a_killed_save_left(tmp_path):
-    from compress.io.files import temporary_prefix
-
-    path = tmp_path / "c.pt"
-    stale = tmp_path / (temporary_prefix(path) + "abc123.tmp")
-    stale.write_bytes(b"\0" * 1000)  # what a process killed between writing and renaming leaves
-    compress.save_checkpoint(path, make_model("lstm"))
-    assert sorted(os.listdir(tmp_path)) == ["c.pt"]
