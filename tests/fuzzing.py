@@ -70,6 +70,10 @@ def refused_at(err: Exception, path: str) -> str:
     if field and field.group(1) in ("model", "optimizer", "scheduler", "rng", "extra", "version", "formats",
                                     "reduce_range", "state_dict", "format", "masks", "policies", "position"):
         return f"CheckpointError in {field.group(1)}"
+    if rest.startswith("damaged tensor"):
+        return "CheckpointError in tensors"
+    if "SHA-256" in rest:
+        return "CheckpointError: checksum"
     return "CheckpointError: the file (bytes, kind)"
 
 

@@ -33,6 +33,8 @@ from hypothesis import strategies as st
 
 import compress
 from compress import CheckpointError
+from compress.export import load_sparse, save_sparse
+from compress.export.sparse import _checksum as sparse_checksum
 from compress.quantization import export_model, load_quantized, load_stats, save_quantized, save_stats
 
 FOLDER = tempfile.mkdtemp(prefix="compress-fuzz-ckpt-")
@@ -240,32 +242,37 @@ def test_an_adam_state_is_refused_by_sgd(tmp_path):
         compress.load_checkpoint(path, model, optimizer, scheduler)
 
 
-# -- the INT8 export and statistics files -------------------------------------------------------------------------
-def exported_bytes() -> bytes:
-    if "export" not in _SAVED:
-        path = os.path.join(FOLDER, "int8.pt")
-        save_quantized(export_model(make_model("lstm").eval(), "int8"), path)
+# -- the INT8 export, the sparse file and statistics files ----------------------------------------------------------
+def pruned_lm() -> torch.nn.Module:
+    """The tiny LM with most of each weight matrix zero, so the sparse file uses all three encodings."""
+    model = make_model("lstm").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p[torch.rand(p.shape, generator=torch.Generator().manual_seed(len(name))) < 0.9] = 0
+    return model
+
+
+EXPORTS = {"int8": (save_quantized, load_quantized), "sparse": (save_sparse, load_sparse)}
+
+
+def exported_bytes(kind: str = "int8") -> bytes:
+    if kind not in _SAVED:
+        path = os.path.join(FOLDER, f"{kind}.pt")
+        EXPORTS[kind][0](export_model(pruned_lm(), "int8"), path)
         with open(path, "rb") as f:
-            _SAVED["export"] = f.read()
-    return _SAVED["export"]
+            _SAVED[kind] = f.read()
+    return _SAVED[kind]
 
 
-@profile(ci_examples=30)
-@given(data=st.data())
-def test_a_damaged_int8_export_is_refused_cleanly_or_runs(data):
-    if data.draw(st.booleans()):
-        raw = data.draw(damaged_bytes(exported_bytes()))
-    else:
-        buffer = io.BytesIO()
-        torch.save(data.draw(damaged_fields(torch.load(io.BytesIO(exported_bytes()), weights_only=True))), buffer)
-        raw = buffer.getvalue()
-    path = os.path.join(FOLDER, "damaged-int8.pt")
+def load_export_or_refuse_then_run(kind: str, raw: bytes) -> None:
+    path = os.path.join(FOLDER, f"damaged-{kind}.pt")
     with open(path, "wb") as f:
         f.write(raw)
     model = make_model("lstm").eval()
     before = snapshot(model)
     try:
-        loaded = load_quantized(path, model)
+        loaded = EXPORTS[kind][1](path, model)
     except CheckpointError as err:
         assert path in str(err)
         assert_unchanged(before, snapshot(model))
@@ -275,6 +282,43 @@ def test_a_damaged_int8_export_is_refused_cleanly_or_runs(data):
     with torch.no_grad():
         loaded(tokens, loaded.init_hidden(2))
     outcome("loaded and ran")
+
+
+def damaged_export(data, kind: str) -> bytes:
+    if data.draw(st.booleans()):
+        return data.draw(damaged_bytes(exported_bytes(kind)))
+    state = data.draw(damaged_fields(torch.load(io.BytesIO(exported_bytes(kind)), weights_only=True)))
+    if kind == "sparse" and isinstance(state, dict) and isinstance(state.get("tensors"), dict) \
+            and data.draw(st.booleans()):  # consistent damage, as a writer's bug would make: the checksum fits
+        state["sha256"] = sparse_checksum(state["tensors"])
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+@profile(ci_examples=30)
+@given(data=st.data())
+def test_a_damaged_int8_export_is_refused_cleanly_or_runs(data):
+    load_export_or_refuse_then_run("int8", damaged_export(data, "int8"))
+
+
+@profile(ci_examples=30)
+@given(data=st.data())
+def test_a_damaged_sparse_export_is_refused_cleanly_or_runs(data):
+    load_export_or_refuse_then_run("sparse", damaged_export(data, "sparse"))
+
+
+@pytest.mark.parametrize("shape, message", [([10 ** 6, 10 ** 6], "more than the model's"),
+                                            ([True, 30], "bad shape"), ([-1, 30], "bad shape")])
+def test_a_sparse_file_with_a_consistent_but_impossible_shape_is_refused_before_allocating(tmp_path, shape, message):
+    state = torch.load(io.BytesIO(exported_bytes("sparse")), weights_only=True)
+    entry = next(e for e in state["tensors"].values() if e["encoding"] == "indices")
+    entry["shape"] = shape  # 10**12 int8 elements would be a terabyte
+    state["sha256"] = sparse_checksum(state["tensors"])
+    path = tmp_path / "s.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=rf"s\.pt: damaged tensor .*{message}"):
+        load_sparse(path, make_model("lstm"))
 
 
 STATS = {"rnn.cells.0.fc_gate_x": {"inputs": {0: {"min": -1.0, "max": 1.0, "avg_min": -0.5, "avg_max": 0.5,
