@@ -232,6 +232,17 @@ def test_a_malformed_field_is_a_checkpoint_error_naming_it_and_changes_nothing(t
     assert_unchanged(before, snapshot(model, optimizer, scheduler))
 
 
+@pytest.mark.parametrize("field", ["value", "epoch", "sparsity", "rates", "weights", "masks"])
+def test_a_search_snapshot_without_a_field_is_refused_naming_it(tmp_path, field):
+    state = state_of("stagewise")
+    del state["scheduler"]["policies"][0]["state"]["best"][field]  # read back when the best model is restored
+    path = tmp_path / "c.pt"
+    torch.save(state, path)
+    model, optimizer, scheduler = build("stagewise")
+    with pytest.raises(CheckpointError, match=rf"policies\[0\]\.state\.best\.{field} \(pruner p\): missing"):
+        compress.load_checkpoint(path, model, optimizer, scheduler)
+
+
 def test_an_adam_state_is_refused_by_sgd(tmp_path):
     state = state_of("agp")
     state["optimizer"] = state_of("sensitivity")["optimizer"]  # Adam's, same parameters

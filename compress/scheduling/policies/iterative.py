@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 
 PHASES = ("search", "retrain", "done")
+#: The fields of a snapshot of the best recovered model (``best``, ``iteration_best`` in the state).
+SNAPSHOT_FIELDS = ("value", "epoch", "sparsity", "rates", "weights", "masks")
 
 
 class IterativePruningPolicy(PruningPolicy):
@@ -248,9 +250,12 @@ class IterativePruningPolicy(PruningPolicy):
             if not history:
                 raise ArgumentError("history", "a policy in its retraining phase has a search in its history")
 
-    def _check_snapshot(self, snapshot: Any) -> None:
+    def _check_snapshot(self, snapshot: Any) -> None:  # what _snapshot wrote and _restore will read
         params = {n: self.store.parameter(n) for n in self.pruner.weights} if self.store is not None else {}
-        options.fields((), snapshot, ["value", "epoch", "sparsity", "rates", "weights", "masks"])
+        options.fields((), snapshot, SNAPSHOT_FIELDS)
+        lacking = [k for k in SNAPSHOT_FIELDS if k not in snapshot]  # _snapshot writes all; _restore reads all
+        if lacking:
+            raise ArgumentError(lacking[0], f"missing: a snapshot has {', '.join(SNAPSHOT_FIELDS)}")
         options.number("value", snapshot.get("value"))
         options.optional(options.integer, "epoch", snapshot.get("epoch"), minimum=0)
         options.fraction("sparsity", snapshot.get("sparsity"), allow_one=True)
