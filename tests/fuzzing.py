@@ -65,7 +65,10 @@ def refused_at(err: Exception, path: str) -> str:
             return "ScheduleError at a line (YAML)"
         top = re.split(r"[.\[]", key)[0]
         return f"ScheduleError in {top}" if top in TOP_LEVEL_KEYS else "ScheduleError: unknown top-level key"
-    rest = str(err).split(path, 1)[-1].lstrip(": ")
+    rest = str(err).split(path, 1)[-1]
+    if re.match(r":\d+: invalid YAML", rest):
+        return "CheckpointError at a line (YAML)"
+    rest = rest.lstrip(": ")
     field = re.match(r"(\w+)[.\[:]", rest)
     if field and field.group(1) in ("model", "optimizer", "scheduler", "rng", "extra", "version", "formats",
                                     "reduce_range", "state_dict", "format", "masks", "policies", "position"):
@@ -74,6 +77,8 @@ def refused_at(err: Exception, path: str) -> str:
         return "CheckpointError in tensors"
     if "SHA-256" in rest:
         return "CheckpointError: checksum"
+    if re.match(r"[\w\[\]]+(\.[\w\[\]]+)+: ", rest):  # a statistics file's module and key
+        return "CheckpointError in a module's key"
     return "CheckpointError: the file (bytes, kind)"
 
 
