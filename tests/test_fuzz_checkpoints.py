@@ -36,6 +36,7 @@ from compress import CheckpointError
 from compress.export import load_sparse, save_sparse
 from compress.export.sparse import _checksum as sparse_checksum
 from compress.quantization import export_model, load_quantized, load_stats, save_quantized, save_stats
+from compress.structured import thinned_skeleton
 
 FOLDER = tempfile.mkdtemp(prefix="compress-fuzz-ckpt-")
 
@@ -330,6 +331,68 @@ def test_a_sparse_file_with_a_consistent_but_impossible_shape_is_refused_before_
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=rf"s\.pt: damaged tensor .*{message}"):
         load_sparse(path, make_model("lstm"))
+
+
+def thinned_bytes() -> bytes:
+    """A checkpoint of the tiny LM with half of each recurrent layer's hidden units removed (compress.thin)."""
+    if "thinned" not in _SAVED:
+        model = make_model("lstm")
+        scheduler = compress.dict_config(model, None, {
+            "pruners": {"u": {"class": "UnitPruner", "layers": ["rnn"], "final_sparsity": 0.5,
+                              "consumers": {"rnn": ["decoder.weight"], "encoder": ["rnn.weight_ih_l0"]}}},
+            "policies": [{"pruner": {"instance_name": "u"}, "epochs": [0]}]})
+        scheduler.on_epoch_begin(0)
+        path = os.path.join(FOLDER, "thinned.pt")
+        compress.save_checkpoint(path, compress.thin(model, scheduler), epoch=0)
+        with open(path, "rb") as f:
+            _SAVED["thinned"] = f.read()
+    return _SAVED["thinned"]
+
+
+@profile(ci_examples=30)
+@given(data=st.data())
+def test_a_damaged_thinned_checkpoint_is_refused_cleanly_or_runs(data):
+    """thinned_skeleton builds the structure from the file, then load_checkpoint fills it."""
+    if data.draw(st.booleans()):
+        raw = data.draw(damaged_bytes(thinned_bytes()))
+    else:
+        buffer = io.BytesIO()
+        torch.save(data.draw(damaged_fields(torch.load(io.BytesIO(thinned_bytes()), weights_only=True))), buffer)
+        raw = buffer.getvalue()
+    path = os.path.join(FOLDER, "damaged-thinned.pt")
+    with open(path, "wb") as f:
+        f.write(raw)
+    dense = make_model("lstm")
+    before = snapshot(dense)
+    try:
+        model = thinned_skeleton(dense, path)
+        compress.load_checkpoint(path, model)
+    except CheckpointError as err:
+        assert path in str(err), str(err)
+        assert_unchanged(before, snapshot(dense))
+        outcome(refused_at(err, path))
+        return
+    del before["rng"]  # a load that succeeds restores the checkpoint's RNG state
+    assert_unchanged(before, snapshot(dense))  # the dense model is not changed
+    tokens = torch.randint(0, NTOKEN, (4, 2))
+    model(tokens, model.init_hidden(2))
+    outcome("loaded and ran")
+
+
+@pytest.mark.parametrize("units, message", [(torch.tensor([0, 99]), r"distinct unit indices in \[0, 8\)"),
+                                            (torch.tensor([1, 1]), "distinct"), (torch.tensor([0.5]), "1-d tensor"),
+                                            (torch.tensor([0, 1, 2]), "takes 4 inputs; the layer below keeps 3")])
+def test_a_thinned_checkpoint_with_impossible_units_is_refused_naming_the_file_and_keeps_the_rng(tmp_path, units,
+                                                                                               message):
+    state = torch.load(io.BytesIO(thinned_bytes()), weights_only=True)
+    state["model"]["rnn.units_l0"] = units
+    path = tmp_path / "t.pt"
+    torch.save(state, path)
+    dense = make_model("lstm")
+    rng = torch.get_rng_state()
+    with pytest.raises(CheckpointError, match=rf"t\.pt: model: .*{message}"):
+        thinned_skeleton(dense, path)
+    assert torch.equal(torch.get_rng_state(), rng)
 
 
 STATS = {"rnn.cells.0.fc_gate_x": {"inputs": {0: {"min": -1.0, "max": 1.0, "avg_min": -0.5, "avg_max": 0.5,

@@ -389,9 +389,9 @@ def load_sparse(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module:
     state = safe_torch_load(path, "compressed model")
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise CheckpointError(f"{path}: not a compress sparse model file (format {FORMAT!r}; found {found!r})")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: sparse format version {state.get('version')!r}; this compress reads "
+        raise CheckpointError(f"{path}: not a compress sparse model file (format {FORMAT!r}; found {describe(found)})")
+    if type(state.get("version")) is not int or state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: version: {describe(state.get('version'))}; this compress reads sparse format "
                               f"version {VERSION}")
     entries = state.get("tensors")
     if not isinstance(entries, Mapping):

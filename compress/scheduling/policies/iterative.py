@@ -259,7 +259,8 @@ class IterativePruningPolicy(PruningPolicy):
         options.number("value", snapshot.get("value"))
         options.optional(options.integer, "epoch", snapshot.get("epoch"), minimum=0)
         options.fraction("sparsity", snapshot.get("sparsity"), allow_one=True)
-        self.pruner.check_state({"rates": snapshot.get("rates") or None})
+        rates = options.mapping("rates", snapshot.get("rates"), allow_empty=True)  # _restore: dict(rates)
+        self.pruner.check_state({"rates": dict(rates) or None})
         weights = options.mapping("weights", snapshot.get("weights"), allow_empty=True)
         for name in self.pruner.weights:
             if name not in weights:
