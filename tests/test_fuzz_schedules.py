@@ -258,3 +258,30 @@ def test_a_non_string_where_a_name_belongs_is_a_schedule_error_naming_the_key(tm
     assert info.value.line is not None and "TypeError" not in str(info.value)
     if key:
         assert info.value.key == key, str(info.value)
+
+
+LEVEL = "pruners:\n  p: {class: SparsityLevelParameterPruner, levels: {rnn.weight_hh_l0: 0.5}}\n"
+ON_LEVEL = "policies:\n  - {pruner: {instance_name: p, args: {levels: {rnn.weight_hh_l0: %s}}}, epochs: [0]}\n"
+USES_P = "policies:\n  - {pruner: {instance_name: p}, epochs: [0]}\n"
+
+
+@pytest.mark.parametrize("text, key", [
+    ("pruners:\n  p: {class: SparsityLevelParameterPruner, levels: {rnn.weight_hh_l0: .nan}}\n" + USES_P,
+     "pruners.p.levels.rnn.weight_hh_l0"),   # a NaN level pruned 100% of the weight
+    ("pruners:\n  p: {class: MagnitudeParameterPruner, thresholds: {rnn.weight_hh_l0: .inf}}\n" + USES_P,
+     "pruners.p.thresholds.rnn.weight_hh_l0"),
+    ("pruners:\n  p: {class: AutomatedGradualPruner, initial_sparsity: 0.1, final_sparsity: .nan,\n"
+     "      weights: [rnn.weight_hh_l0]}\n" + USES_P, "pruners.p.final_sparsity"),
+    ("regularizers:\n  r: {class: L1Regularizer, reg_regims: {rnn.weight_hh_l0: .nan}}\n"
+     "policies:\n  - {regularizer: {instance_name: r}, epochs: [0]}\n", "regularizers.r.reg_regims.rnn.weight_hh_l0"),
+    (LEVEL + ON_LEVEL % "1.5", "policies[0].pruner.args.levels.rnn.weight_hh_l0"),   # loaded, crashed in training
+    (LEVEL + ON_LEVEL % "1.0", "policies[0].pruner.args.levels.rnn.weight_hh_l0"),   # pruned everything
+    (LEVEL + ON_LEVEL % "-1", "policies[0].pruner.args.levels.rnn.weight_hh_l0"),    # was ignored
+    (LEVEL + ON_LEVEL % ".nan", "policies[0].pruner.args.levels.rnn.weight_hh_l0"),
+])
+def test_a_value_out_of_its_range_or_not_finite_is_refused_at_load_naming_its_key(tmp_path, tiny_lm, text, key):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ScheduleError) as info:
+        load_quietly(tiny_lm, make_optimizer("sgd", tiny_lm), str(path), None)
+    assert info.value.key == key and info.value.line is not None, str(info.value)
