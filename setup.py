@@ -14,7 +14,9 @@ setup(
     package_dir={"compress_models": "models"},
     install_requires=["torch>=2.1", "pyyaml>=5.1", "numpy", "scipy", "tabulate"],
     extras_require={
-        "test": ["pytest", "ruff", "optuna>=4", "onnx>=1.15", "onnxruntime>=1.18", "matplotlib", "tensorboard"],
+        # hypothesis: the property-based tests (tests/test_fuzz_*.py)
+        "test": ["pytest", "ruff", "optuna>=4", "onnx>=1.15", "onnxruntime>=1.18", "matplotlib", "tensorboard",
+                 "hypothesis"],
         "plot": ["matplotlib"],  # sensitivity and sparsity plots; everything else works without it
         "search": ["optuna>=4"],  # the recipe search (python -m compress hyperprune); imported only when it runs
         "onnx": ["onnx>=1.15", "onnxruntime>=1.18"],  # ONNX export; ORT 1.18+ runs DynamicQuantizeLSTM on new opsets

@@ -5,7 +5,8 @@ files) and carry the user's own words: the file, the line, the key path, the nam
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+import reprlib
+from typing import Any, Optional, Tuple, Union
 
 #: A key path: ``("pruners", "agp", "weights", 1)`` is ``pruners.agp.weights[1]``.
 KeyPath = Tuple[Union[str, int], ...]
@@ -34,6 +35,37 @@ def key_path(key: KeyLike, *more: Union[str, int]) -> KeyPath:
         ('levels', 'rnn.weight_hh_l0')
     """
     return (tuple(key) if isinstance(key, tuple) else (key,)) + tuple(more)
+
+
+def _short_repr(maxlevel: int) -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxtuple, short.maxset = maxlevel, 6, 6, 6, 6
+    short.maxstring, short.maxother, short.maxlong = 80, 80, 40
+    return short
+
+
+#: Shallower and shallower: six items a level still make 6**levels of them, so depth is cut until it fits.
+_SHORT = [_short_repr(level) for level in (3, 2, 1)]
+#: The longest a described value gets in a message.
+DESCRIBE_LIMIT = 200
+
+
+def describe(value: Any) -> str:
+    """``repr(value)`` cut short, for messages: a value read from a file may be huge or share itself many times
+    over (a YAML alias of an alias), and an error message must not expand it. At most :data:`DESCRIBE_LIMIT`
+    characters.
+
+    Example:
+        >>> describe([[1, 2]] * 100)
+        '[[1, 2], [1, 2], [1, 2], [1, 2], [1, 2], [1, 2], ...]'
+        >>> describe([[[[[1]] * 10] * 10] * 10] * 10)   # 10**4 leaves: one level is shown
+        '[[...], [...], [...], [...], [...], [...], ...]'
+    """
+    for short in _SHORT:
+        text = short.repr(value)
+        if len(text) <= DESCRIBE_LIMIT:
+            return text
+    return text[:DESCRIBE_LIMIT - 3] + "..."
 
 
 class CompressError(Exception):

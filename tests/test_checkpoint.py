@@ -167,3 +167,17 @@ def test_cli_summary_bad_file_exits_2(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["summary", str(tmp_path / "bad.pt")]) == 2
     assert "bad.pt" in capsys.readouterr().err
+
+
+def test_an_optimizer_built_with_an_integer_lr_resumes_an_annealed_float_one(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=20)   # Distiller's main.py: lr=args.lr, an int
+    optimizer.param_groups[0]["lr"] = 1.25                    # annealed
+    compress.save_checkpoint(str(tmp_path / "c.pt"), model, optimizer)
+    fresh = torch.optim.SGD(model.parameters(), lr=20)
+    compress.load_checkpoint(str(tmp_path / "c.pt"), model, fresh)
+    assert fresh.param_groups[0]["lr"] == 1.25
+    optimizer.param_groups[0]["lr"] = "fast"
+    compress.save_checkpoint(str(tmp_path / "bad.pt"), model, optimizer)
+    with pytest.raises(compress.CheckpointError, match=r"param_groups\[0\]\.lr"):
+        compress.load_checkpoint(str(tmp_path / "bad.pt"), model, torch.optim.SGD(model.parameters(), lr=20))

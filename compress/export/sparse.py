@@ -54,7 +54,7 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from compress.errors import ArgumentError, CheckpointError
+from compress.errors import ArgumentError, CheckpointError, describe
 from compress.io.files import atomic_write, safe_torch_load
 from compress.quantization.export import (
     QuantizedEmbedding,
@@ -222,12 +222,18 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def decode_tensor(entry: Mapping[str, Any]) -> torch.Tensor:
+def decode_tensor(entry: Mapping[str, Any], max_numel: Optional[int] = None) -> torch.Tensor:
     """The tensor that :func:`encode_tensor` encoded, after checking that every part fits the others.
 
+    Args:
+        entry: what :func:`encode_tensor` returned.
+        max_numel: the most elements the tensor may have (:func:`load_sparse`: the model's whole state); checked
+            before anything is allocated, so a damaged shape cannot ask for more memory than the model has.
+
     Raises:
-        ValueError: the entry is damaged (a missing or ill-typed part, a mask or index that does not match the
-            values, a position outside the tensor); the message says which.
+        ValueError: the entry is damaged (a missing or ill-typed part, a shape of more than ``max_numel``
+            elements, a mask or index that does not match the values, a position outside the tensor); the message
+            says which.
 
     Example:
         >>> t = torch.tensor([[7, 1, 7], [2, 2, 9]], dtype=torch.int8)
@@ -242,32 +248,34 @@ def decode_tensor(entry: Mapping[str, Any]) -> torch.Tensor:
         _require(torch.is_tensor(entry.get("data")), "a dense entry without its 'data' tensor")
         return entry["data"]
     shape, values = entry.get("shape"), entry.get("values")
-    _require(isinstance(shape, (list, tuple)) and all(isinstance(n, int) and n >= 0 for n in shape),
-             f"bad shape {shape!r}")
-    _require(torch.is_tensor(values) and values.dim() == 1, "no 1-D 'values' tensor")
-    _check_background(entry.get("background"), shape, values.dtype)
+    _require(isinstance(shape, (list, tuple)) and all(type(n) is int and n >= 0 for n in shape),
+             f"bad shape {describe(shape)}")
     numel = math.prod(shape)
-    out = _background_of(shape, entry.get("background"), values.dtype).reshape(-1)
+    _require(max_numel is None or numel <= max_numel,
+             f"a shape of {numel} elements, more than the model's {max_numel}")
+    _require(torch.is_tensor(values) and values.dim() == 1 and values.layout == torch.strided,
+             "no 1-D 'values' tensor")
+    _check_background(entry.get("background"), shape, values.dtype)
     if encoding == "bitmask":
         mask = entry.get("mask")
         _require(torch.is_tensor(mask) and mask.dtype == torch.uint8 and mask.dim() == 1
                  and mask.numel() == (numel + 7) // 8, f"the mask must be {(numel + 7) // 8} bytes (uint8)")
         bits = np.unpackbits(mask.numpy(), bitorder="little")
         _require(not bits[numel:].any(), "bits set beyond the end of the tensor")
-        differs = torch.from_numpy(bits[:numel].astype(bool))
-        _require(int(differs.sum()) == values.numel(),
-                 f"the mask marks {int(differs.sum())} nonzeros but {values.numel()} values are stored")
-        out[differs] = values
+        where = torch.from_numpy(bits[:numel].astype(bool))
+        _require(int(where.sum()) == values.numel(),
+                 f"the mask marks {int(where.sum())} nonzeros but {values.numel()} values are stored")
     else:
         steps = entry.get("steps")
         _require(torch.is_tensor(steps) and steps.dtype == torch.uint8 and steps.dim() == 1,
                  "no 1-D uint8 'steps' tensor")
         _require(steps.numel() == values.numel(),
                  f"{steps.numel()} index entries but {values.numel()} values")
-        positions = _positions_of(steps)
-        _require(positions.numel() == 0 or int(positions[-1]) < numel,
+        where = _positions_of(steps)
+        _require(where.numel() == 0 or int(where[-1]) < numel,
                  f"an index points past the end of the tensor ({numel} elements)")
-        out[positions] = values
+    out = _background_of(shape, entry.get("background"), values.dtype).reshape(-1)  # only once all fits
+    out[where] = values
     return out.reshape(shape)
 
 
@@ -381,17 +389,23 @@ def load_sparse(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module:
     state = safe_torch_load(path, "compressed model")
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-        raise CheckpointError(f"{path}: not a compress sparse model file (format {FORMAT!r}; found {found!r})")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: sparse format version {state.get('version')!r}; this compress reads "
+        raise CheckpointError(f"{path}: not a compress sparse model file (format {FORMAT!r}; found {describe(found)})")
+    if type(state.get("version")) is not int or state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: version: {describe(state.get('version'))}; this compress reads sparse format "
                               f"version {VERSION}")
     entries = state.get("tensors")
     if not isinstance(entries, Mapping):
         raise CheckpointError(f"{path}: damaged: no 'tensors'")
-    if state.get("sha256") != _checksum(entries):
+    try:
+        checksum = _checksum(entries)
+    except Exception as exc:  # a tensor whose bytes cannot be read (sparse, quantized): not what save_sparse writes
+        raise CheckpointError(f"{path}: damaged: tensors: {type(exc).__name__}: "
+                              f"{(str(exc).splitlines() or [''])[0]}") from None
+    if state.get("sha256") != checksum:
         raise CheckpointError(f"{path}: damaged: the tensors do not match the file's SHA-256 (a changed or "
                               f"corrupted file)")
     tensors: Dict[str, torch.Tensor] = OrderedDict()
+    room = sum(t.numel() for t in model.state_dict().values() if torch.is_tensor(t))
     for name, entry in entries.items():
         try:
             if isinstance(entry, Mapping) and entry.get("encoding") == "shared":
@@ -400,7 +414,7 @@ def load_sparse(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module:
                          f"shares the tensor of {owner!r}, which is not stored before it")
                 tensors[name] = tensors[owner]
             else:
-                tensors[name] = decode_tensor(entry)
+                tensors[name] = decode_tensor(entry, max_numel=room)
         except ValueError as exc:
             raise CheckpointError(f"{path}: damaged tensor {name!r}: {exc}") from None
     header = {"formats": state.get("formats"), "reduce_range": state.get("reduce_range", True),

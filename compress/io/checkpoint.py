@@ -7,6 +7,7 @@ everything against the model, optimizer and scheduler *before* changing any of t
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -15,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from compress import options
 from compress.distributed import all_gather_object, barrier, is_distributed, world
-from compress.errors import CheckpointError
+from compress.errors import ArgumentError, CheckpointError, describe
 from compress.io.files import atomic_write, safe_torch_load
 
 if TYPE_CHECKING:  # annotations only: io sits below scheduling
@@ -67,6 +69,7 @@ def _is_thinned_state(state: Mapping[str, Any]) -> bool:
     return any(_THINNED_UNITS.search(k) and torch.is_tensor(v) and v.dtype == torch.long for k, v in state.items())
 
 FORMAT = "compress.checkpoint"
+FIELDS = ("format", "version", "model", "optimizer", "scheduler", "rng", "extra", "untrained_regrowth")
 
 
 def torch_optimizer_classes() -> Dict[str, type]:
@@ -186,26 +189,48 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     Accepts files written by :func:`save_checkpoint` and Distiller checkpoints (``state_dict`` and
     ``compression_sched`` keys), as long as they hold only tensors, plain data and ``torch.optim`` classes
     (Distiller saves ``optimizer_type``; it comes back as its path, ``extra['optimizer_type']``, e.g.
-    ``'torch.optim.sgd.SGD'``; see :func:`torch_optimizer_classes`).
+    ``'torch.optim.sgd.SGD'``; see :func:`torch_optimizer_classes`). The result has every field of
+    :func:`save_checkpoint`'s layout, each of the right kind (``model`` a mapping, ``extra`` plain data, ...).
 
     Raises:
-        CheckpointError: missing, truncated, not a PyTorch file, unsafe to unpickle, or of a foreign format.
+        CheckpointError: missing, empty, truncated, damaged, not a PyTorch file, unsafe to unpickle, of a foreign
+            format, or with a field of the wrong kind; the message names the file and the field.
     """
     path = os.fspath(path)
     state = safe_torch_load(path, "checkpoint", allowed_globals=list(torch_optimizer_classes().values()))
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(state).__name__}")
     if state.get("format") == FORMAT:
-        return dict(state)
-    if "state_dict" in state:  # Distiller's layout
+        state = dict(state)
+    elif "state_dict" in state:  # Distiller's layout
         extra = {k: state[k] for k in ("epoch", "arch", "extras", "dataset", "is_parallel") if k in state}
         if _class_path(state.get("optimizer_type")):
             extra["optimizer_type"] = _class_path(state["optimizer_type"])
-        return {"format": FORMAT, "version": 0, "model": state["state_dict"],
-                "optimizer": state.get("optimizer_state_dict"), "scheduler": state.get("compression_sched"),
-                "rng": {}, "extra": extra}
-    raise CheckpointError(f"{path}: not a compress checkpoint (no 'format': '{FORMAT}' and no Distiller "
-                          f"'state_dict')")
+        state = {"format": FORMAT, "version": 0, "model": state["state_dict"],
+                 "optimizer": state.get("optimizer_state_dict"), "scheduler": state.get("compression_sched"),
+                 "rng": {}, "extra": extra}
+    else:
+        raise CheckpointError(f"{path}: not a compress checkpoint (no 'format': '{FORMAT}' and no Distiller "
+                              f"'state_dict')")
+    try:
+        options.fields((), state, FIELDS)
+        options.choice("version", state.get("version"), [0, 1])
+        if "model" not in state:
+            raise ArgumentError("model", "missing: a checkpoint holds the model's state_dict")
+        options.mapping("model", state["model"], allow_empty=True)
+        for key in ("optimizer", "scheduler"):
+            options.optional(options.mapping, key, state.get(key), allow_empty=True)
+        options.mapping("rng", state.setdefault("rng", {}), allow_empty=True)
+        extra = options.mapping("extra", state.setdefault("extra", {}), allow_empty=True)
+        for key, value in extra.items():
+            try:
+                _check_plain(value, key)
+            except TypeError as exc:
+                raise ArgumentError(("extra", key), str(exc)) from None
+        options.integer("untrained_regrowth", state.get("untrained_regrowth", 0), minimum=0)
+    except ArgumentError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return state
 
 
 def _check_model_state(path: str, model: nn.Module, saved: Mapping[str, Any]) -> None:
@@ -216,20 +241,150 @@ def _check_model_state(path: str, model: nn.Module, saved: Mapping[str, Any]) ->
         raise CheckpointError(f"{path}: holds a thinned model (hidden units removed); build its structure from this "
                               f"dense model first: model = compress.structured.thinned_skeleton(model, {path!r})")
     if missing or unexpected:
-        raise CheckpointError(f"{path}: does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ArgumentError("model", f"does not fit this model: missing {describe(missing)}, "
+                                     f"unexpected {describe(unexpected)}")
     for k, v in own.items():
-        if torch.is_tensor(v) and (not torch.is_tensor(saved[k]) or tuple(saved[k].shape) != tuple(v.shape)):
-            shape = tuple(saved[k].shape) if torch.is_tensor(saved[k]) else type(saved[k]).__name__
-            raise CheckpointError(f"{path}: {k!r} has shape {shape} in the checkpoint, {tuple(v.shape)} in the model")
+        if not torch.is_tensor(v):
+            continue
+        value = saved[k]
+        if not torch.is_tensor(value) or tuple(value.shape) != tuple(v.shape):
+            shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise ArgumentError(("model", k), f"has shape {shape} in the checkpoint, {tuple(v.shape)} in the model")
+        if value.is_complex() and not v.is_complex() or value.is_floating_point() != v.is_floating_point():
+            raise ArgumentError(("model", k), f"is {value.dtype} in the checkpoint, {v.dtype} in the model")
 
 
-def _check_optimizer_state(path: str, optimizer: torch.optim.Optimizer, saved: Any) -> None:
+def _optimizer_probe(optimizer: torch.optim.Optimizer, saved: Any) -> torch.optim.Optimizer:
+    """``saved`` loaded into a shallow copy of ``optimizer``: torch's own checks and device casts run there, and the
+    original is left as it is until the whole checkpoint has been checked (:func:`_adopt` then takes the state).
+
+    Raises:
+        ArgumentError: naming the field: groups of other sizes, another optimizer class's settings (Adam's into
+            SGD), a per-parameter state entry that is not a mapping of tensors and numbers, a state tensor whose
+            shape does not fit its parameter, parameters of one group whose states differ in their fields or in
+            the kind of a field (a number, a scalar, a tensor of the parameter's shape).
+    """
     if not isinstance(saved, Mapping) or "param_groups" not in saved:
-        raise CheckpointError(f"{path}: holds no optimizer state to load into {type(optimizer).__name__}")
-    ours = [len(g["params"]) for g in optimizer.param_groups]
-    theirs = [len(g["params"]) for g in saved["param_groups"]]
-    if ours != theirs:
-        raise CheckpointError(f"{path}: optimizer has parameter groups of sizes {theirs}, this one {ours}")
+        raise ArgumentError("optimizer", f"holds no optimizer state to load into {type(optimizer).__name__}")
+    with options.under("optimizer"):
+        options.fields((), saved, ["state", "param_groups"])
+        if "state" not in saved:
+            raise ArgumentError("state", "missing: an optimizer state_dict has 'state' and 'param_groups'")
+        groups = options.sequence("param_groups", saved["param_groups"], options.mapping)
+        ours = [len(g["params"]) for g in optimizer.param_groups]
+        params: Dict[int, torch.Tensor] = {}
+        for i, (group, own) in enumerate(zip(groups, optimizer.param_groups)):
+            ids = options.sequence(("param_groups", i, "params"), group.get("params"), options.integer, minimum=0)
+            params.update((pid, p) for pid, p in zip(ids, own["params"]))
+        theirs = [len(g.get("params") or []) for g in groups]
+        if ours != theirs or len(params) != sum(ours):
+            raise ArgumentError("param_groups", f"groups of {theirs} parameters (ids {describe(sorted(params))}); "
+                                                f"this {type(optimizer).__name__} has groups of {ours}")
+        state = saved["state"]
+        if not isinstance(state, Mapping):
+            raise ArgumentError("state", f"expected a mapping, got {describe(state)}")
+        kinds_of_group: Dict[int, Dict[str, str]] = {}  # an optimizer keeps the same state for every parameter
+        group_of = {pid: i for i, g in enumerate(groups) for pid in g["params"]}
+        for pid, entry in state.items():
+            key = ("state", str(pid))
+            if pid not in params:
+                raise ArgumentError(key, f"names no parameter of the saved groups (ids 0-{len(params) - 1})")
+            if not isinstance(entry, Mapping):
+                raise ArgumentError(key, f"expected a mapping of the parameter's state, got {describe(entry)}")
+            shape = params[pid].shape
+            for name, value in entry.items():
+                if torch.is_tensor(value):
+                    try:
+                        fits = torch.broadcast_shapes(value.shape, shape) == shape
+                    except RuntimeError:
+                        fits = False
+                    if not fits:
+                        raise ArgumentError(key + (str(name),), f"has shape {tuple(value.shape)}, which does not fit "
+                                                                f"its parameter's {tuple(shape)}")
+                elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise ArgumentError(key + (str(name),), f"expected a tensor or a number, got {describe(value)}")
+            kinds = {str(name): _kind(value, shape) for name, value in entry.items()}
+            known = kinds_of_group.setdefault(group_of[pid], kinds)
+            if kinds != known:
+                raise ArgumentError(key, f"holds {_show_kinds(kinds)}; the group's other parameters hold "
+                                         f"{_show_kinds(known)}")
+        probe = copy.copy(optimizer)
+        try:
+            probe.load_state_dict(saved)
+        except Exception as exc:  # torch's own checks
+            raise ArgumentError((), f"{type(optimizer).__name__} refuses it: {type(exc).__name__}: {exc}") from None
+        for i, (own, loaded) in enumerate(zip(optimizer.param_groups, probe.param_groups)):
+            if "initial_lr" in own and "initial_lr" not in loaded:  # saved before an LR scheduler was built
+                loaded["initial_lr"] = own["initial_lr"]
+            foreign = sorted(set(loaded) - set(own) - {"initial_lr"})
+            lacking = sorted(set(own) - set(loaded) - {"initial_lr"})
+            if foreign or lacking:
+                raise ArgumentError(("param_groups", i),
+                                    f"is another optimizer's: it has {', '.join(foreign) or 'nothing'} that this "
+                                    f"{type(optimizer).__name__} lacks, and lacks {', '.join(lacking) or 'nothing'}")
+            for k, value in own.items():
+                if k == "params":
+                    continue
+                if value is None:  # torch's unset flags (foreach, fused): None or a bool
+                    if loaded[k] is not None:
+                        options.boolean(("param_groups", i, k), loaded[k])
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    # a number, whatever kind the optimizer was built with: lr=20 is 1.25 once annealed
+                    options.number(("param_groups", i, k), loaded[k])
+                else:
+                    options.like(("param_groups", i, k), loaded[k], value, exact=False)
+            lr = loaded.get("lr")
+            if lr is not None and not torch.is_tensor(lr):
+                options.number(("param_groups", i, "lr"), lr, minimum=0)
+    return probe
+
+
+def _kind(value: Any, shape: torch.Size) -> str:
+    if value is None:
+        return "nothing"
+    if not torch.is_tensor(value):
+        return "a number"
+    if value.dim() == 0:
+        return "a scalar tensor"
+    return "a tensor of its parameter's shape" if value.shape == shape else f"a {value.dim()}-d tensor"
+
+
+def _show_kinds(kinds: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) or "no state"
+
+
+def _adopt(optimizer: torch.optim.Optimizer, probe: torch.optim.Optimizer) -> None:
+    optimizer.__setstate__({"state": probe.state, "param_groups": probe.param_groups})
+
+
+def _check_rng(saved: Mapping[str, Any], key: Any = ("rng",)) -> None:
+    """The saved RNG states fit this machine's generators (tried, and the current states put back); so do the
+    states of every rank a distributed run saved under ``ranks``."""
+    with options.under(*key):
+        options.fields((), saved, ["torch", "cuda", "ranks"])
+        for i, rank in enumerate(options.sequence("ranks", saved.get("ranks", []), options.mapping)):
+            if "ranks" in rank:
+                raise ArgumentError(("ranks", i, "ranks"), "a rank's own state holds no other ranks")
+            _check_rng(rank, ("ranks", i))
+        if "torch" in saved:
+            options.tensor("torch", saved["torch"], torch.get_rng_state().shape)
+            if saved["torch"].dtype != torch.uint8:
+                raise ArgumentError("torch", f"expected a uint8 tensor, got {saved['torch'].dtype}")
+            current = torch.get_rng_state()
+            try:
+                torch.set_rng_state(saved["torch"])
+            except Exception as exc:
+                raise ArgumentError("torch", f"not a CPU generator state ({exc})") from None
+            finally:
+                torch.set_rng_state(current)
+        if "cuda" in saved:
+            options.sequence("cuda", saved["cuda"], options.tensor)
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                current = torch.cuda.get_rng_state_all()
+                if len(saved["cuda"]) != len(current) or any(
+                        s.dtype != torch.uint8 or s.shape != c.shape for s, c in zip(saved["cuda"], current)):
+                    raise ArgumentError("cuda", f"states of {len(saved['cuda'])} CUDA generators do not fit this "
+                                                f"machine's {len(current)}")
 
 
 def load_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
@@ -237,8 +392,10 @@ def load_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
                     scheduler: Optional[CompressionScheduler] = None, *, restore_rng: bool = True) -> Dict[str, Any]:
     """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``); returns the saved ``extra`` dict.
 
-    Everything is checked before anything is changed, so on error the model, optimizer and scheduler are
-    as they were.
+    The whole file is checked before anything is changed: the model's names, shapes and kinds of tensor; the
+    optimizer's groups, class (its settings) and per-parameter state; every policy's and pruner's state
+    (:meth:`CompressionScheduler.check_state`); the RNG states. On error the model, optimizer, scheduler and RNG
+    are as they were.
 
     Args:
         path: the checkpoint file.
@@ -248,7 +405,8 @@ def load_checkpoint(path: Union[str, os.PathLike], model: nn.Module,
         restore_rng: also restore the torch RNG states saved with it (needed for bit-exact resumes with dropout).
 
     Raises:
-        CheckpointError: the file is unreadable or foreign, or does not fit the objects given.
+        CheckpointError: the file is unreadable or foreign, or does not fit the objects given; the message names
+            the file and the field.
     """
     path = os.fspath(path)
     return apply_checkpoint(read_checkpoint(path), path, model, optimizer, scheduler, restore_rng=restore_rng)
@@ -261,12 +419,16 @@ def apply_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike], mo
     messages); for callers that look at the file's contents first. Checks everything before changing anything.
 
     Raises:
-        CheckpointError: the state does not fit the objects given.
+        CheckpointError: the state does not fit the objects given; the message names the file and the field.
     """
     path = os.fspath(path)
-    _check_model_state(path, model, state["model"])
-    if optimizer is not None:
-        _check_optimizer_state(path, optimizer, state.get("optimizer"))
+    try:
+        _check_model_state(path, model, state["model"])
+        probe = _optimizer_probe(optimizer, state.get("optimizer")) if optimizer is not None else None
+        if restore_rng:
+            _check_rng(state["rng"])
+    except ArgumentError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     if scheduler is not None:
         if state.get("scheduler") is None:
             raise CheckpointError(f"{path}: holds no scheduler state")
@@ -274,11 +436,12 @@ def apply_checkpoint(state: Mapping[str, Any], path: Union[str, os.PathLike], mo
             scheduler.check_state(state["scheduler"])
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
+    # Everything fits: only now is anything changed.
     model.load_state_dict(state["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    if probe is not None:
+        _adopt(optimizer, probe)
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     if restore_rng and state.get("rng"):
         set_rng_state(state["rng"])
-    return dict(state.get("extra") or {})
+    return dict(state["extra"])

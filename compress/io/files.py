@@ -2,7 +2,8 @@
 
 * :func:`atomic_write`: the bytes go to a hidden temporary file in the target's folder, are flushed to disk and
   renamed over the target, so a crash mid-write never leaves a truncated file under the real name. Temporary
-  files that a killed process left behind for the same target are removed by the next write.
+  files that a killed process left behind for the same target are removed by the next write (one that another
+  process is still writing is not: a writer holds a lock on its temporary file until the rename).
 * :func:`safe_torch_load`: ``torch.load(weights_only=True)`` onto the CPU, so no code in a file can run; every
   failure is a :class:`~compress.errors.CheckpointError` naming the file.
 
@@ -31,6 +32,11 @@ import torch
 
 from compress.errors import CheckpointError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["atomic_write", "safe_torch_load", "temporary_prefix"]
@@ -41,12 +47,30 @@ def temporary_prefix(path: PathLike) -> str:
     return "." + os.path.basename(os.fspath(path)) + "."
 
 
+def _lock(fd: int, blocking: bool) -> bool:
+    """An exclusive ``flock`` on ``fd``: whether it was taken (always, where the platform has no ``fcntl``)."""
+    if fcntl is None:  # pragma: no cover - not POSIX: a temporary is taken as stale once its writer is gone
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
 def _remove_stale_temporaries(path: str) -> None:
-    # A process killed between mkstemp and os.replace leaves its temporary file; nothing else writes these names.
+    # A process killed between mkstemp and os.replace leaves its temporary file. A writer holds a lock on its
+    # temporary until the rename (the kernel drops it when the process dies), so a locked one is another
+    # writer's save in progress and is left alone.
     folder = os.path.dirname(os.path.abspath(path))
     for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(temporary_prefix(path)) + "*.tmp")):
         with contextlib.suppress(OSError):
-            os.unlink(stale)
+            fd = os.open(stale, os.O_RDONLY)
+            try:
+                if _lock(fd, blocking=False):
+                    os.unlink(stale)
+            finally:
+                os.close(fd)
 
 
 @contextlib.contextmanager
@@ -68,7 +92,9 @@ def atomic_write(path: PathLike, mode: str = "wb", encoding: str = "utf-8") -> I
     _remove_stale_temporaries(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=temporary_prefix(path), suffix=".tmp")
+    held = os.dup(fd)  # keeps the lock until the rename, after the file object is closed
     try:
+        _lock(held, blocking=True)
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": encoding, "newline": ""})) as f:
             yield f
             f.flush()
@@ -78,6 +104,8 @@ def atomic_write(path: PathLike, mode: str = "wb", encoding: str = "utf-8") -> I
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(held)
 
 
 def safe_torch_load(path: PathLike, what: str = "file", allowed_globals: Sequence[Any] = ()) -> Any:

@@ -1,6 +1,7 @@
 """The non-monotone trigger of NT-ASGD, and the schedule extension that switches the optimizer with it."""
 from __future__ import annotations
 
+import logging
 import math
 from numbers import Real
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -13,6 +14,8 @@ from compress.errors import ArgumentError
 from compress.optim.snt_asgd import SparseNTASGD
 from compress.registry import register_extension
 from compress.scheduling.policies.base import HookContext, ScheduledTrainingPolicy
+
+log = logging.getLogger(__name__)
 
 
 def nonmonotone_trigger(history: Sequence[float], current: float, nonmono: int) -> bool:
@@ -82,7 +85,14 @@ class NonMonotoneTrigger:
     def state_dict(self) -> Dict[str, Any]:
         return {"nonmono": self.nonmono, "history": list(self.history)}
 
+    def check_state(self, state: Any) -> None:
+        """Raise ``ArgumentError`` naming the field unless :meth:`load_state_dict` accepts ``state``."""
+        options.fields((), state, ["nonmono", "history"])
+        options.integer("nonmono", state.get("nonmono", self.nonmono), minimum=0)
+        options.sequence("history", state.get("history", []), options.like, 0.0)  # numbers (inf too), not NaN
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         self.history = [float(v) for v in state.get("history", [])]
 
 
@@ -93,10 +103,7 @@ def _validation_loss(kwargs: Mapping[str, Any]) -> float:
     if not isinstance(metrics, (Real, torch.Tensor)) or isinstance(metrics, bool):
         raise ValueError("NTASGDSwitch needs the validation loss: call on_epoch_end(epoch, optimizer, "
                          "metrics={'min': val_loss}) (or metrics=<float>)")
-    value = mean_over_ranks(float(metrics))  # one decision for every rank of a distributed run
-    if math.isnan(value):
-        raise ValueError("NTASGDSwitch got a NaN validation loss")
-    return value
+    return mean_over_ranks(float(metrics))  # one decision for every rank of a distributed run
 
 
 @register_extension
@@ -122,7 +129,7 @@ class NTASGDSwitch(ScheduledTrainingPolicy):
 
     Raises:
         ArgumentError: the optimizer is not a :class:`SparseNTASGD`, or ``nonmono`` is not an integer ``>= 0``.
-        ValueError: at an epoch's end, ``metrics`` holds no validation loss, or a NaN.
+        ValueError: at an epoch's end, ``metrics`` holds no validation loss (a NaN one is logged and not counted).
 
     Example:
         >>> import compress
@@ -152,13 +159,24 @@ class NTASGDSwitch(ScheduledTrainingPolicy):
         optimizer = ctx.optimizer if isinstance(ctx.optimizer, SparseNTASGD) else self.optimizer
         if optimizer.averaging:
             return
-        if self.trigger.step(_validation_loss(kwargs)):
+        loss = _validation_loss(kwargs)
+        if math.isnan(loss):  # a diverged epoch: nothing to compare, and no reason to stop the loop here
+            log.warning("%s: NaN validation loss at epoch %d; not counted", self.name, ctx.epoch)
+            return
+        if self.trigger.step(loss):
             optimizer.start_averaging()
             self.switched_at = ctx.epoch
 
     def state_dict(self) -> Dict[str, Any]:
         return {"trigger": self.trigger.state_dict(), "switched_at": self.switched_at}
 
+    def check_state(self, state: Any) -> None:
+        options.fields((), state, ["trigger", "switched_at"])
+        with options.under("trigger"):
+            self.trigger.check_state(state.get("trigger", {}))
+        options.optional(options.integer, "switched_at", state.get("switched_at"), minimum=0)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         self.trigger.load_state_dict(state.get("trigger", {}))
         self.switched_at = state.get("switched_at")

@@ -15,8 +15,8 @@ from torch import nn
 
 from compress import options
 from compress.context import HookContext, Timing
-from compress.errors import ArgumentError, CompressError, key_path
-from compress.sparsity.names import ParameterIndex, split_gate_selector
+from compress.errors import ArgumentError, CompressError, KeyLike, key_path
+from compress.sparsity.names import ParameterIndex
 
 WeightSpec = Union[None, str, Sequence[str]]
 
@@ -35,13 +35,52 @@ class Target(NamedTuple):
     value: float
 
 
+#: ``exclude(parameter) -> reason or None``: why a pruner or regularizer cannot use a parameter.
+Exclude = Callable[[torch.Tensor], Optional[str]]
+
+
+def frozen(param: torch.Tensor) -> Optional[str]:
+    """An :data:`Exclude` for algorithms that act through gradients: frozen parameters get none."""
+    return None if param.requires_grad else "is frozen (requires_grad=False): it gets no gradient"
+
+
+def empty(param: torch.Tensor) -> Optional[str]:
+    """An :data:`Exclude` for algorithms that need at least one element."""
+    return "has no elements" if param.numel() == 0 else None
+
+
+def excluding(*checks: Exclude) -> Exclude:
+    """The first reason any of ``checks`` gives."""
+    def exclude(param: torch.Tensor) -> Optional[str]:
+        return next((reason for reason in (check(param) for check in checks) if reason), None)
+    return exclude
+
+
+def _usable(index: ParameterIndex, pattern: str, found: List[str], exclude: Optional[Exclude],
+            key: KeyLike) -> List[str]:
+    """``found`` without what ``exclude`` refuses: a pattern skips such parameters, an exact name is an error."""
+    if exclude is None:
+        return found
+    reasons = {n: exclude(index.params[index.tensor_name(n)]) for n in found}
+    usable = [n for n in found if not reasons[n]]
+    if not usable:
+        refused = next(n for n in found if reasons[n])
+        what = "" if not index.is_pattern(pattern) else f"{pattern!r} matches only parameters that cannot be used: "
+        raise ArgumentError(key, f"{what}{refused!r} {reasons[refused]}")
+    return usable
+
+
 def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "weights",
-                    gates: bool = False) -> List[str]:
+                    gates: bool = False, exclude: Optional[Exclude] = None) -> List[str]:
     """Canonical names for ``patterns``; ``ArgumentError`` naming the failing entry (``weights[1]``).
 
     With ``gates``, an entry may carry a gate selector (``rnn.weight_hh_l0[gate=f]``) and resolves to a selection
     key (:meth:`~compress.sparsity.ParameterIndex.resolve`); a tensor listed whole covers its selections, and two
     entries selecting the same gate of one tensor are an error.
+
+    Args:
+        exclude: why a parameter cannot be used (:func:`frozen`, :func:`empty`); a glob or regex skips such
+            parameters, an exact name of one is an error giving the reason.
     """
     names: List[str] = []
     for i, pattern in enumerate(patterns):
@@ -49,6 +88,7 @@ def resolve_weights(index: ParameterIndex, patterns: Sequence[str], key: str = "
             found = index.resolve(pattern, gates=gates)
         except LookupError as exc:
             raise ArgumentError(key_path(key, i), str(exc)) from None
+        found = _usable(index, pattern, found, exclude, key_path(key, i))
         names.extend(n for n in found if n not in names)
     whole = {n for n in names if n in index.params}
     names = [n for n in names if n in whole or index.tensor_name(n) not in whole]
@@ -70,14 +110,15 @@ def _check_disjoint(index: ParameterIndex, keys: Sequence[str], key: Any) -> Non
 
 
 def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str,
-                    gates: bool = False) -> Dict[str, Any]:
+                    gates: bool = False, exclude: Optional[Exclude] = None) -> Dict[str, Any]:
     """Per-parameter values from a Distiller-style dict ``{name or pattern: value, '*': default}``.
 
     Exact names win over patterns, patterns over ``'*'``; ``'*'`` covers every parameter (biases too, as in
-    Distiller). With ``gates``, keys may carry gate selectors (``rnn.weight_hh_l0[gate=f]``, see
-    :meth:`~compress.sparsity.ParameterIndex.resolve`): a tensor given whole *and* by gate gets the whole
-    value on its remaining gates (one selection of them), so ``{'*': 0.5, 'rnn.weight_hh_l0[gate=f]': 0.9}``
-    prunes the forget gate to 0.9 and the rest of that tensor, together, to 0.5.
+    Distiller) that ``exclude`` does not refuse (see :func:`resolve_weights`). With ``gates``, keys may carry gate
+    selectors (``rnn.weight_hh_l0[gate=f]``, see :meth:`~compress.sparsity.ParameterIndex.resolve`): a tensor given
+    whole *and* by gate gets the whole value on its remaining gates (one selection of them), so
+    ``{'*': 0.5, 'rnn.weight_hh_l0[gate=f]': 0.9}`` prunes the forget gate to 0.9 and the rest of that tensor,
+    together, to 0.5.
 
     Example:
         >>> from torch import nn
@@ -88,18 +129,19 @@ def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str,
     """
     options.mapping(key, targets)
     out: Dict[str, Any] = {}
-    bases = {k: split_gate_selector(k)[0] for k in targets}
-    exact = [k for k in targets if k != "*" and not (k.startswith("re:") or set("*?[") & set(bases[k]))]
+    exact = [k for k in targets if k != "*" and not index.is_pattern(k)]
     patterns = [k for k in targets if k != "*" and k not in exact]
     for k in patterns[::-1] + exact:  # later assignments win: exact names last; first pattern beats later ones
         try:
-            for name in index.resolve(k, gates=gates):
-                out[name] = targets[k]
+            found = index.resolve(k, gates=gates)
         except LookupError as exc:
             raise ArgumentError(key_path(key, k), str(exc)) from None
+        for name in _usable(index, k, found, exclude, key_path(key, k)):
+            out[name] = targets[k]
     if "*" in targets:
-        for name in index.params:
-            out.setdefault(name, targets["*"])
+        for name in index.maskable():
+            if exclude is None or not exclude(index.params[name]):
+                out.setdefault(name, targets["*"])
     selected = [k for k in out if k not in index.params]
     _check_disjoint(index, selected, key)
     for name in dict.fromkeys(index.tensor_name(k) for k in selected):
@@ -111,6 +153,8 @@ def resolve_targets(index: ParameterIndex, targets: Mapping[str, Any], key: str,
             if rest:
                 out[index.resolve(f"{name}[gate={','.join(rest)}]", gates=True)[0]] = value
     return {n: out[n] for n in index.order(out)}
+
+
 def as_list(weights: WeightSpec) -> List[str]:
     """The weight names or patterns of a ``weights`` argument, as a list (``None``: none given)."""
     return [] if weights is None else options.names("weights", weights)
@@ -164,6 +208,10 @@ class Pruner(abc.ABC):
             raise ArgumentError("weights", "lists no weights")
         self.weights = resolve_weights(index, self.weight_patterns, gates=self.gate_selectors)
 
+    def check_timing(self, timing: Timing) -> None:  # noqa: B027  (most pruners run in any epochs)
+        """Raise ``ArgumentError`` (naming the argument) if the pruner cannot run in the epochs of ``timing``; the
+        policy calls it when it binds, so a schedule that cannot train is refused at load."""
+
     @abc.abstractmethod
     def compute_masks(self, params: Mapping[str, torch.Tensor], current: Mapping[str, Optional[torch.Tensor]],
                       step: HookContext) -> Dict[str, torch.Tensor]:
@@ -184,8 +232,29 @@ class Pruner(abc.ABC):
         """State a resume needs (empty for pruners that are functions of the weights and the epoch)."""
         return {}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027  (stateless pruners keep the default)
-        """Restore :meth:`state_dict`."""
+    def check_state(self, state: Any) -> None:
+        """Raise unless :meth:`load_state_dict` accepts ``state`` and training can go on from it; changes nothing.
+
+        The default accepts what :meth:`state_dict` writes now: the same fields, each of the same kind
+        (:func:`compress.options.like`). Pruners whose state varies in shape check it themselves.
+
+        Raises:
+            ArgumentError: naming the field that is wrong.
+        """
+        options.like((), state, self.state_dict())
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (checked first: a bad state changes nothing)."""
+        self.check_state(state)
+
+    def check_per_weight(self, key: str, values: Any, check: Callable[..., Any]) -> Dict[str, Any]:
+        """For :meth:`check_state`: ``values`` maps weights of this pruner to values that pass ``check(key, v)``."""
+        options.mapping(key, values, allow_empty=True)
+        for name, value in values.items():
+            if name not in self.weights:
+                raise ArgumentError((key, name), f"is not a weight of this pruner ({', '.join(self.weights)})")
+            check((key, name), value)
+        return dict(values)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, weights={self.weights or self.weight_patterns})"

@@ -54,8 +54,9 @@ def baidu_threshold(q: float, ramp_epoch_offset: int, ramp_slope_mult: float, ep
     freq = timing.frequency or 1
     ramp = start + ramp_epoch_offset
     denominator = 2 * (ramp - start) + 3 * (end - ramp)
-    if denominator == 0:
-        raise ValueError("ramp_epoch_offset gives a zero slope denominator: 2*offset + 3*(end - ramp) == 0")
+    if denominator <= 0:
+        raise ValueError(f"the slopes' denominator 2*offset + 3*(end - ramp) is {denominator}: the offset must be "
+                         f"less than three times the policy's {end - start} epochs")
     start_slope = 2 * q * freq / denominator
     if epoch < ramp:
         return start_slope * (epoch - start + 1) / freq

@@ -8,7 +8,7 @@ from torch import nn
 
 from compress import options
 from compress.errors import ArgumentError
-from compress.pruning.base import resolve_targets
+from compress.pruning.base import Exclude, empty, excluding, frozen, resolve_targets
 from compress.registry import register_regularizer
 from compress.sparsity.names import ParameterIndex
 from compress.structured.units import EPS, UnitLayer, layer_values, unit_groups
@@ -28,7 +28,14 @@ def _group_norms(w: torch.Tensor, group_type: str) -> list:
     return out
 
 
+def _groupable(param: torch.Tensor) -> Optional[str]:
+    return "has no rows or columns to group (0 dimensions)" if param.dim() == 0 else None
+
+
 class _Regularizer:
+    #: what the regularizer cannot use: it acts through gradients; ``'*'`` and patterns skip such parameters
+    exclude: Exclude = staticmethod(frozen)
+
     def __init__(self, name: str, reg_regims: Mapping[str, Any], threshold_criteria: Optional[str]):
         options.choice("threshold_criteria", threshold_criteria, THRESHOLD_CRITERIA)
         options.mapping("reg_regims", reg_regims)
@@ -39,7 +46,7 @@ class _Regularizer:
         self.weights: list = []
 
     def bind(self, index: ParameterIndex) -> None:
-        self.targets = resolve_targets(index, self.reg_regims, "reg_regims")
+        self.targets = resolve_targets(index, self.reg_regims, "reg_regims", exclude=self.exclude)
         self.weights = list(self.targets)
 
 
@@ -109,6 +116,8 @@ class GroupLassoRegularizer(_Regularizer):
         >>> lasso.threshold_masks(params)["weight"].tolist()   # row 1's largest |w| is below 0.5
         [[True, True], [False, False]]
     """
+
+    exclude: Exclude = staticmethod(excluding(frozen, empty, _groupable))
 
     def __init__(self, name: str, model: nn.Module, reg_regims: Mapping[str, Any],
                  threshold_criteria: Optional[str] = None):

@@ -33,14 +33,15 @@ import copy
 import logging
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compress.errors import ArgumentError, CheckpointError
+from compress import options
+from compress.errors import ArgumentError, CheckpointError, describe
 from compress.io.files import atomic_write, safe_torch_load
 from compress.modules.rnn import (
     ModularGRU,
@@ -98,10 +99,16 @@ class WeightFormat:
     n_stds: Optional[float] = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ArgumentError("kind", f"expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        options.choice("kind", self.kind, KINDS)
+        options.integer("bits", self.bits)
         if self.kind == "int8" and not 2 <= self.bits <= 8:
             raise ArgumentError("bits", f"int8 storage holds 2 to 8 bits, got {self.bits}")
+        if not isinstance(self.mode, LinearQuantMode):
+            raise ArgumentError("mode", f"expected a LinearQuantMode, got {describe(self.mode)}")
+        options.boolean("per_channel", self.per_channel)
+        if not isinstance(self.clip, ClipMode):
+            raise ArgumentError("clip", f"expected a ClipMode, got {describe(self.clip)}")
+        options.optional(options.number, "n_stds", self.n_stds, minimum=0, min_open=True)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -110,7 +117,8 @@ class WeightFormat:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WeightFormat:
-        d = dict(d)
+        """The format :meth:`to_dict` wrote; ``ArgumentError`` naming the field of anything else."""
+        d = dict(options.fields((), d, [f.name for f in fields(cls)]))
         d["mode"] = parse_mode(d.get("mode", "SYMMETRIC")).weights
         d["clip"] = parse_clip_mode(d.get("clip", "NONE"))
         return cls(**d)
@@ -700,6 +708,11 @@ def load_quantized(path: Union[str, os.PathLike], model: nn.Module) -> nn.Module
     state = safe_torch_load(path, "quantized model")
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a compress quantized model (format {FORMAT!r})")
+    try:
+        options.fields((), state, ["format", "version", "formats", "reduce_range", "state_dict"])
+        options.choice("version", state.get("version"), [1])
+    except ArgumentError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     return model_from_quantized_state(state, model, path)
 
 
@@ -712,19 +725,28 @@ def model_from_quantized_state(state: Mapping[str, Any], model: nn.Module, sourc
         source: the file the state came from, for messages.
 
     Raises:
-        CheckpointError: the formats are damaged, or the tensors do not fit ``model``.
+        CheckpointError: naming ``source`` and the field: the formats are damaged, or the tensors do not fit
+            ``model``.
     """
     try:
-        formats = {k: WeightFormat.from_dict(v) for k, v in state["formats"].items()}
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{source}: damaged module formats ({exc})") from None
-    tensors = state.get("state_dict")
-    if not isinstance(tensors, Mapping):
-        raise CheckpointError(f"{source}: damaged: no tensors ('state_dict')")
-    skeleton = _build_quantized(model, lambda name: formats.get(name), state.get("reduce_range", True),
-                                materialize=False)
+        formats = {}
+        for name, spec in options.mapping("formats", state.get("formats"), allow_empty=True).items():
+            with options.under("formats", name):
+                formats[name] = WeightFormat.from_dict(options.mapping((), spec, allow_empty=True))
+        reduce_range = options.boolean("reduce_range", state.get("reduce_range", True))
+        weights = options.mapping("state_dict", state.get("state_dict"), allow_empty=True)
+        for key, value in weights.items():
+            options.tensor(("state_dict", key), value)
+    except ArgumentError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
     try:
-        skeleton.load_state_dict(tensors, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{source}: does not fit this model: {str(exc).splitlines()[0]}") from None
+        skeleton = _build_quantized(model, lambda name: formats.get(name), reduce_range, materialize=False)
+        for key, own in skeleton.state_dict().items():  # assign=True keeps the file's tensors as they are
+            saved = weights.get(key)
+            if torch.is_tensor(saved) and saved.dtype != own.dtype:
+                raise ValueError(f"{key!r} is {saved.dtype} in the file, {own.dtype} in its format")
+        skeleton.load_state_dict(weights, strict=True, assign=True)
+    except Exception as exc:  # a format or tensor that does not fit the module it belongs to
+        raise CheckpointError(f"{source}: does not fit this model: {type(exc).__name__}: "
+                              f"{(str(exc).splitlines() or [''])[0]}") from None
     return skeleton.eval()

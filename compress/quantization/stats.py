@@ -27,6 +27,7 @@ Distiller::
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from typing import (
@@ -47,8 +48,9 @@ import yaml
 from torch import nn
 
 from compress.distributed import all_gather_object, is_distributed
-from compress.errors import ArgumentError
+from compress.errors import ArgumentError, CheckpointError, describe
 from compress.io.files import atomic_write
+from compress.io.yamldoc import YAMLDocumentError, parse_yaml
 from compress.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -455,6 +457,13 @@ def collect_activation_stats(model: nn.Module, calibration: Calibration, modules
 _SHAPE = re.compile(r"^\(\s*(\d+\s*(,\s*\d+\s*)*,?)?\s*\)$")
 
 
+def _finite(value: Union[int, float]) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float's range
+        return False
+
+
 def _check_entry(entry: Any, where: str) -> Dict[str, Any]:
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where}: expected a mapping of statistics, got {type(entry).__name__}")
@@ -465,7 +474,9 @@ def _check_entry(entry: Any, where: str) -> Dict[str, Any]:
     for key in _NUMERIC:
         if key in out and out[key] is not None:
             if isinstance(out[key], bool) or not isinstance(out[key], (int, float)):
-                raise ValueError(f"{where}.{key}: expected a number, got {out[key]!r}")
+                raise ValueError(f"{where}.{key}: expected a number, got {describe(out[key])}")
+            if not _finite(out[key]):
+                raise ValueError(f"{where}.{key}: expected a finite number, got {describe(out[key])}")
             out[key] = float(out[key])
     out.setdefault("avg_min", out["min"])
     out.setdefault("avg_max", out["max"])
@@ -490,8 +501,8 @@ def _check_channels(entry: Any, where: str) -> Dict[str, List[float]]:
             continue
         values = entry[key]
         if not isinstance(values, (list, tuple)) or not values or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
-            raise ValueError(f"{where}.{key}: expected a non-empty list of numbers")
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v) for v in values):
+            raise ValueError(f"{where}.{key}: expected a non-empty list of finite numbers")
         out[key] = [float(v) for v in values]
     lengths = {k: len(v) for k, v in out.items()}
     if len(set(lengths.values())) > 1:
@@ -590,7 +601,7 @@ def save_stats(stats: Mapping[str, Any], path: Union[str, os.PathLike]) -> None:
 
 
 def load_stats(path: Union[str, os.PathLike]) -> Stats:
-    """Read a statistics YAML file (ours or Distiller's), safely.
+    """Read a statistics YAML file (ours or Distiller's), safely (:mod:`compress.io.yamldoc`).
 
     Args:
         path: the YAML file.
@@ -599,7 +610,8 @@ def load_stats(path: Union[str, os.PathLike]) -> Stats:
         The statistics, checked by :func:`validate_stats`.
 
     Raises:
-        ValueError: the file cannot be read or is malformed (the message names the module and key).
+        CheckpointError: the file cannot be read, is not YAML the safe reader accepts, or is malformed; the
+            message names the file and the line, or the module and key (a ``ValueError``, as before).
 
     Example:
         >>> import tempfile
@@ -612,9 +624,14 @@ def load_stats(path: Union[str, os.PathLike]) -> Stats:
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read statistics file {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from None
-    return validate_stats(data, path)
+        raise CheckpointError(f"cannot read statistics file {path}: {exc}") from None
+    try:
+        data, _ = parse_yaml(text)
+    except YAMLDocumentError as exc:
+        raise CheckpointError(f"{path}:{exc.line or ''}: invalid YAML: {exc.message}") from None
+    try:
+        return validate_stats(data, path)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None

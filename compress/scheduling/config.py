@@ -25,8 +25,10 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import math
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+import warnings
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -34,7 +36,7 @@ from torch import nn
 from compress import options
 from compress import quantization as _quantization  # noqa: F401  (registers the quantizers)
 from compress.context import Timing
-from compress.errors import ArgumentError, ScheduleError, format_key
+from compress.errors import ArgumentError, ScheduleError, describe, format_key
 from compress.pruning import pruners as _pruners  # noqa: F401  (registers the pruners)
 from compress.pruning import regularizers as _regularizers  # noqa: F401  (registers the regularizers)
 from compress.pruning.base import SearchingPruner
@@ -42,6 +44,7 @@ from compress.registry import SECTIONS
 from compress.scheduling import lr_schedulers as _lr_schedulers  # noqa: F401  (registers torch's LR schedulers)
 from compress.scheduling.loader import Path, read_schedule
 from compress.scheduling.policies import (
+    REGULARIZATION_POLICY_ARGS,
     LRPolicy,
     QuantizationPolicy,
     RegularizationPolicy,
@@ -134,16 +137,9 @@ def components_from_file(model: nn.Module, filename: Union[str, os.PathLike],
     data, lines = read_schedule(filename)
     file = os.fspath(filename)
     builder = _Builder(model, optimizer, data, file, lines, None, evaluate)
-    saved_groups = _snapshot(optimizer)
-    try:
+    with _UndoOnError(optimizer, file):
         components, _ = builder.build(with_policies=False)
-        return components
-    except ScheduleError:
-        _restore(optimizer, saved_groups)
-        raise
-    except Exception as exc:
-        _restore(optimizer, saved_groups)
-        raise ScheduleError(f"{type(exc).__name__}: {exc}", file=file) from exc
+    return components
 
 
 def _configure(model, optimizer, data, scheduler, resumed_epoch, evaluate, file, lines) -> CompressionScheduler:
@@ -153,18 +149,11 @@ def _configure(model, optimizer, data, scheduler, resumed_epoch, evaluate, file,
         except ArgumentError as exc:
             raise ScheduleError(exc.message, file=file, key="evaluate") from None
     builder = _Builder(model, optimizer, data, file, lines, resumed_epoch, evaluate)
-    saved_groups = _snapshot(optimizer)
     target = scheduler if scheduler is not None else CompressionScheduler(model, optimizer)
-    try:
+    with _UndoOnError(optimizer, file):
         components, entries = builder.build()
         builder.bind_all(target, entries)
         builder.check_evaluate()  # after binding, so a wrong weight name is reported first
-    except ScheduleError:
-        _restore(optimizer, saved_groups)
-        raise
-    except Exception as exc:  # anything a user class raised that we did not anticipate
-        _restore(optimizer, saved_groups)
-        raise ScheduleError(f"{type(exc).__name__}: {exc}", file=file) from exc
     # Every policy has bound: only now is the model touched.
     for _, kind, name, policy, _ in entries:
         target.attach_policy(policy, kind=kind, name=name)
@@ -173,20 +162,71 @@ def _configure(model, optimizer, data, scheduler, resumed_epoch, evaluate, file,
     return target
 
 
-def _snapshot(optimizer):
-    if optimizer is None:
-        return None
-    return [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+#: The most steps :meth:`_Builder.dry_run_lr_scheduler` takes (a step costs microseconds).
+LR_DRY_RUN_STEPS = 1000
 
 
-def _restore(optimizer, saved):
-    if optimizer is None or saved is None:
-        return
-    for group, old in zip(optimizer.param_groups, saved):
-        for k in list(group):
-            if k != "params" and k not in old:
-                del group[k]
-        group.update(old)
+def _throwaway(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """A shallow copy of ``optimizer`` with its own copies of the param groups' settings: an LR scheduler built
+    on it and stepped changes nothing of the original (the parameters and state are shared, never written)."""
+    probe = copy.copy(optimizer)
+    probe.param_groups = [{k: v if k == "params" else copy.deepcopy(v) for k, v in g.items()}
+                          for g in optimizer.param_groups]
+    return probe
+
+
+def _on_throwaway(value: Any, optimizer: torch.optim.Optimizer, throwaway: torch.optim.Optimizer) -> Any:
+    """``value`` with every LR scheduler of ``optimizer`` in it (``SequentialLR``'s and ``ChainedScheduler``'s
+    ``schedulers``, given in code) replaced by a shallow copy driving ``throwaway``: the dry run steps those
+    copies, never the real schedulers or the real groups."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_throwaway(v, optimizer, throwaway) for v in value)
+    if isinstance(value, torch.optim.lr_scheduler.LRScheduler) and getattr(value, "optimizer", None) is optimizer:
+        twin = copy.copy(value)
+        twin.optimizer = throwaway
+        return twin
+    return value
+
+
+class _UndoOnError:
+    """Undo what building a schedule did to the optimizer and the RNG when it fails, and make any failure a
+    ``ScheduleError``.
+
+    Building LR schedulers writes the optimizer's groups (``initial_lr``, a first ``lr``) and wraps its
+    ``step``; a component's constructor may draw random numbers. On error the groups, ``step`` and the torch
+    RNG state are put back.
+    """
+
+    def __init__(self, optimizer: Optional[torch.optim.Optimizer], file: Optional[str]):
+        self.optimizer = optimizer
+        self.file = file
+
+    def __enter__(self) -> _UndoOnError:
+        self.rng = torch.get_rng_state()
+        opt = self.optimizer
+        if opt is not None:
+            self.groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
+            self.attributes = {k: opt.__dict__[k] for k in ("step", "_opt_called") if k in opt.__dict__}
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if exc is None:
+            return False
+        torch.set_rng_state(self.rng)
+        opt = self.optimizer
+        if opt is not None:
+            for group, old in zip(opt.param_groups, self.groups):
+                for k in [k for k in group if k != "params"]:
+                    del group[k]
+                group.update(copy.deepcopy(old))
+            for k in ("step", "_opt_called"):
+                opt.__dict__.pop(k, None)
+            opt.__dict__.update(self.attributes)
+        if isinstance(exc, ScheduleError):
+            return False
+        if isinstance(exc, Exception):  # anything a user class raised that we did not anticipate
+            raise ScheduleError(f"{type(exc).__name__}: {exc}", file=self.file) from exc
+        return False
 
 
 class _Builder:
@@ -199,6 +239,7 @@ class _Builder:
         self.lines = lines
         self.resumed_epoch = resumed_epoch
         self.instances: Dict[str, Dict[str, Any]] = {s: {} for s in SECTIONS}
+        self.arguments: Dict[Tuple[str, str], Dict[str, Any]] = {}  # what each component was built with
 
     def error(self, message: str, *path) -> ScheduleError:
         line = None
@@ -218,8 +259,9 @@ class _Builder:
         for key in data:
             if key not in TOP_LEVEL_KEYS:
                 raise self.error(f"unknown top-level key (expected one of {', '.join(TOP_LEVEL_KEYS)})", key)
-        if "version" in data and data["version"] != 1:
-            raise self.error(f"unsupported schedule version {data['version']!r}; only version 1 exists", "version")
+        version = data.get("version", 1)
+        if isinstance(version, bool) or version != 1:
+            raise self.error(f"unsupported schedule version {describe(version)}; only version 1 exists", "version")
         for section in ("pruners", "regularizers", "quantizers", "extensions", "lr_schedulers"):
             self.build_section(section)
         if len(self.instances["quantizers"]) > 1:
@@ -274,17 +316,21 @@ class _Builder:
             raise self.error(f"expected a mapping of instance names to {{class: ..., arguments}}, "
                              f"got {type(items).__name__}", section)
         for name, spec in items.items():
-            self.instances[section][name] = self.build_component(section, str(name), spec)
+            if not isinstance(name, str) or not name:
+                raise self.error(f"an instance name must be a non-empty string, got {describe(name)}", section, name)
+            self.instances[section][name] = self.build_component(section, name, spec)
 
     def build_component(self, section: str, name: str, spec: Any) -> Any:
         path = (section, name)
         if not isinstance(spec, Mapping):
-            raise self.error(f"expected a mapping with 'class' and its arguments, got {spec!r}", *path)
+            raise self.error(f"expected a mapping with 'class' and its arguments, got {describe(spec)}", *path)
         if "class" not in spec:
             raise self.error("missing 'class'", *path)
         class_name = spec["class"]
         registry = SECTIONS[section]
-        if not isinstance(class_name, str) or class_name not in registry:
+        if not isinstance(class_name, str):
+            raise self.error(f"expected a class name (a string), got {describe(class_name)}", *path, "class")
+        if class_name not in registry:
             raise self.error(registry.unknown_message(class_name), *path, "class")
         cls = registry.get(class_name)
         user_args = {k: v for k, v in spec.items() if k != "class"}
@@ -321,7 +367,9 @@ class _Builder:
             raise self.error(f"missing required argument{'s' if len(missing) > 1 else ''} for {class_name}: "
                              f"{', '.join(missing)}", *path)
         try:
-            return cls(**kwargs)
+            instance = cls(**kwargs)
+            self.arguments[(section, name)] = kwargs
+            return instance
         except ArgumentError as exc:
             raise self.error(exc.message, *path, *exc.path) from None
         except ScheduleError:
@@ -333,7 +381,7 @@ class _Builder:
         path = ("policies", i)
         if not isinstance(item, Mapping):
             raise self.error(f"expected a mapping like {{pruner: {{instance_name: ...}}, starting_epoch: ...}}, "
-                             f"got {item!r}", *path)
+                             f"got {describe(item)}", *path)
         kinds = [k for k in item if k in POLICY_KINDS]
         if len(kinds) != 1:
             raise self.error(f"a policy names exactly one of {', '.join(POLICY_KINDS)}; "
@@ -351,13 +399,20 @@ class _Builder:
                 raise self.error("unknown key (expected instance_name and args)", *path, kind, key)
         name = ref["instance_name"]
         section = POLICY_KINDS[kind]
+        if not isinstance(name, str):
+            raise self.error(f"expected an instance name (a string), got {describe(name)}", *path, kind,
+                             "instance_name")
         if name not in self.instances[section]:
             defined = ", ".join(map(str, self.instances[section])) or "none"
             raise self.error(f"{kind} {name!r} is not defined in {section} (defined: {defined})",
                              *path, kind, "instance_name")
-        args = ref.get("args") or {}
+        args = {} if ref.get("args") is None else ref["args"]
         if not isinstance(args, Mapping):
-            raise self.error(f"expected a mapping of policy arguments, got {args!r}", *path, kind, "args")
+            raise self.error(f"expected a mapping of policy arguments, got {describe(args)}", *path, kind, "args")
+        for key in args:
+            if not isinstance(key, str):
+                raise self.error(f"a policy argument's name must be a string, got {describe(key)}", *path, kind,
+                                 "args", key)
         timing = self.build_timing(item, path)
         instance = self.instances[section][name]
         try:
@@ -365,6 +420,10 @@ class _Builder:
                 # the pruner's declared lifecycle (dynamic sparsity, iterative search) picks its policy
                 policy = policy_for(instance, args)
             elif kind == "regularizer":
+                for key in args:
+                    if key not in REGULARIZATION_POLICY_ARGS:
+                        raise ArgumentError(key, f"unknown regularization policy argument "
+                                                 f"(accepted: {', '.join(REGULARIZATION_POLICY_ARGS)})")
                 policy = RegularizationPolicy(instance, **args)
             else:
                 if args:
@@ -372,6 +431,7 @@ class _Builder:
                 if kind == "quantizer":
                     policy = QuantizationPolicy(instance)
                 elif kind == "lr_scheduler":
+                    self.dry_run_lr_scheduler(name, timing)
                     policy = LRPolicy(instance)
                 else:
                     if not isinstance(instance, ScheduledTrainingPolicy):
@@ -382,6 +442,39 @@ class _Builder:
         except TypeError as exc:
             raise self.error(f"invalid policy arguments: {exc}", *path, kind, "args") from None
         return kind, name, policy, timing
+
+    def dry_run_lr_scheduler(self, name: str, timing: Timing) -> None:
+        """Build the LR scheduler ``name`` again on a throwaway view of the optimizer and step it as its policy
+        will (once per active epoch, at most :data:`LR_DRY_RUN_STEPS` times): an argument that divides by zero
+        (``StepLR step_size: 0``), runs past its end (``OneCycleLR``) or drives the learning rate to NaN, infinity
+        or below zero is refused now, not at the end of the first epoch.
+
+        Torch's schedulers check few of their arguments, and which ones differs between versions and classes; a
+        dry run checks exactly what training will do, for every registered class, torch's or a user's.
+        """
+        throwaway = _throwaway(self.optimizer)
+        kwargs = {k: _on_throwaway(v, self.optimizer, throwaway)
+                  for k, v in self.arguments[("lr_schedulers", name)].items()}
+        kwargs["optimizer"] = throwaway
+        cls = type(self.instances["lr_schedulers"][name])
+        steps = min(len(timing.active_epochs), LR_DRY_RUN_STEPS)
+        shown = ", ".join(f"{k}={describe(v)}" for k, v in kwargs.items() if k not in INJECTED) or "none"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
+                scheduler = cls(**kwargs)
+                for step in range(1, steps + 1):
+                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        scheduler.step(0.0)
+                    else:
+                        scheduler.step()
+                    for lr in (g["lr"] for g in kwargs["optimizer"].param_groups):
+                        value = float(lr)
+                        if not math.isfinite(value) or value < 0:
+                            raise ValueError(f"the learning rate becomes {value:g} at step {step}")
+        except Exception as exc:  # whatever the class raises; the arguments are the schedule's
+            raise self.error(f"{cls.__name__} cannot run its policy's {steps} step{'s' * (steps != 1)}: "
+                             f"{type(exc).__name__}: {exc} (arguments: {shown})", "lr_schedulers", name) from None
 
     def build_timing(self, item: Mapping[str, Any], path: Path) -> Timing:
         keys = ("epochs", "starting_epoch", "ending_epoch", "frequency")

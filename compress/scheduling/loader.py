@@ -1,24 +1,26 @@
 """Reading a schedule: YAML text, safely, into plain data and a map from each key path to its line.
 
-Nothing here knows a class or an algorithm; :mod:`compress.scheduling.config` turns the data into objects.
+Nothing here knows a class or an algorithm; :mod:`compress.scheduling.config` turns the data into objects. The
+YAML reader itself (bounded depth, aliases shared, merge keys, every failure with its line) is
+:mod:`compress.io.yamldoc`.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
-import yaml
-
-from compress.errors import KeyPath, ScheduleError, format_key
+from compress.errors import KeyPath, ScheduleError
+from compress.io.yamldoc import LineMap, YAMLDocumentError, parse_yaml
 
 Path = KeyPath
 
 
-def read_schedule(path: Union[str, os.PathLike]) -> Tuple[Any, Dict[Path, int]]:
+def read_schedule(path: Union[str, os.PathLike]) -> Tuple[Any, LineMap]:
     """Read a YAML schedule safely; returns its data and a map from key path to 1-based line.
 
     Raises:
-        ScheduleError: the file cannot be read, is not valid YAML, uses Python tags, or repeats a key.
+        ScheduleError: the file cannot be read, is not valid YAML, uses Python tags, repeats a key, nests too
+            deeply or has a recursive alias (see :mod:`compress.io.yamldoc`); it names the file and line.
     """
     file = os.fspath(path)
     try:
@@ -29,39 +31,15 @@ def read_schedule(path: Union[str, os.PathLike]) -> Tuple[Any, Dict[Path, int]]:
     return parse_schedule(text, file)
 
 
-def parse_schedule(text: str, file: Optional[str] = None) -> Tuple[Any, Dict[Path, int]]:
-    """Parse YAML text with a safe loader; see :func:`read_schedule`."""
+def parse_schedule(text: str, file: Optional[str] = None) -> Tuple[Any, LineMap]:
+    """Parse YAML text safely; see :func:`read_schedule`.
+
+    Example:
+        >>> data, lines = parse_schedule("policies:\\n  - {pruner: {instance_name: p}, epochs: [0]}\\n")
+        >>> lines[("policies", 0, "pruner", "instance_name")]
+        2
+    """
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScheduleError(f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None) from None
-    lines: Dict[Path, int] = {}
-    if node is not None:
-        _walk(node, (), lines, file)
-    return data, lines
-
-
-def _walk(node: yaml.Node, path: Path, lines: Dict[Path, int], file: Optional[str]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                raise ScheduleError(f"duplicate key {key!r}", file=file, line=key_node.start_mark.line + 1,
-                                    key=format_key(path) or None)
-            seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, path + (key,), lines, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, path + (i,), lines, file)
-
-
+        return parse_yaml(text)
+    except YAMLDocumentError as exc:
+        raise ScheduleError(f"invalid YAML: {exc.message}", file=file, line=exc.line) from None

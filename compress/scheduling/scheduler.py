@@ -11,9 +11,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from compress import options
 from compress.context import Timing
 from compress.distributed import check_identical, is_distributed
-from compress.errors import CheckpointError
+from compress.errors import ArgumentError, CheckpointError, describe
 from compress.pruning.base import Pruner
 from compress.scheduling.metrics import epoch_metrics
 from compress.scheduling.policies import policy_for
@@ -266,35 +267,69 @@ class CompressionScheduler:
             "position": {"epoch": self.epoch, "minibatch_id": self.minibatch_id},
         }
 
-    def check_state(self, state: Mapping[str, Any]) -> None:
-        """Raise :class:`CheckpointError` unless :meth:`load_state_dict` would accept ``state``; changes nothing."""
+    def check_state(self, state: Any) -> None:
+        """Raise :class:`CheckpointError` unless :meth:`load_state_dict` would accept ``state``; changes nothing.
+
+        Everything is checked against this scheduler and its model: the policies (kinds, names, classes, and each
+        policy's own state through its ``check_state``), the masks (names and shapes), the position.
+        """
         if not isinstance(state, Mapping):
-            raise CheckpointError(f"scheduler state must be a mapping, got {type(state).__name__}")
-        if "masks_dict" in state and "format" not in state:
+            raise CheckpointError(f"scheduler: expected a mapping, got {describe(state)}")
+        if "masks_dict" in state and "format" not in state:  # Distiller's: masks only
+            self._check_saved_masks("masks_dict", state)
             return
         if state.get("format") != STATE_FORMAT:
-            raise CheckpointError("not a compress scheduler state (no 'format': 'compress.scheduler')")
+            raise CheckpointError("scheduler.format: not a compress scheduler state (no 'format': "
+                                  "'compress.scheduler')")
+        try:
+            options.fields((), state, ["format", "version", "masks", "policies", "position"])
+            options.choice("version", state.get("version"), [1])
+            saved = options.sequence("policies", state.get("policies", []), options.mapping, allow_empty=True)
+        except ArgumentError as exc:
+            raise CheckpointError(f"scheduler.{exc}") from None
         mine = [(k, n, p.algorithm) for k, n, p in self.policies]
-        theirs = [(p.get("kind"), p.get("name"), p.get("class")) for p in state.get("policies", [])]
+        theirs = [(p.get("kind"), p.get("name"), p.get("class")) for p in saved]
         if mine != theirs:
-            raise CheckpointError(f"the saved scheduler has policies {theirs}, this one has {mine}: "
-                                  f"resume with the schedule the checkpoint was made with")
-        self.masks.parse_masks(state.get("masks", {}))
+            raise CheckpointError(f"scheduler.policies: the saved scheduler has policies {describe(theirs)}, this "
+                                  f"one has {mine}: resume with the schedule the checkpoint was made with")
+        self._check_saved_masks("masks", state.get("masks", {}))
+        for i, ((kind, name, policy), entry) in enumerate(zip(self.policies, saved)):
+            try:
+                options.fields(("policies", i), entry, ["kind", "name", "class", "state"])
+                with options.under("policies", i, "state"):
+                    policy.check_state(entry.get("state", {}))
+            except ArgumentError as exc:
+                raise CheckpointError(f"scheduler.{exc.key} ({kind} {name}): {exc.message}") from None
+        try:
+            position = options.fields("position", state.get("position", {}), ["epoch", "minibatch_id"])
+            for key in ("epoch", "minibatch_id"):
+                options.optional(options.integer, ("position", key), position.get(key), minimum=0)
+        except ArgumentError as exc:
+            raise CheckpointError(f"scheduler.{exc}") from None
+
+    def _check_saved_masks(self, key: str, state: Any) -> None:
+        try:
+            self.masks.parse_masks(state)
+        except CheckpointError as exc:
+            raise CheckpointError(f"scheduler.{key}: {exc}") from None
 
     def load_state_dict(self, state: Mapping[str, Any], normalize_dataparallel_keys: bool = False) -> None:
         """Restore :meth:`state_dict`; Distiller's ``{'masks_dict': {...}}`` is accepted too (masks only).
 
         The policies must be those of the schedule that saved the state (same kinds and instance names, in order).
+        The whole state is checked (:meth:`check_state`) before anything is changed.
 
         Raises:
-            CheckpointError: the state is foreign, or its policies or masks do not fit this scheduler and model.
+            CheckpointError: the state is foreign, or its policies, their states or its masks do not fit this
+                scheduler and model.
         """
+        if "masks_dict" in state and "format" not in state and normalize_dataparallel_keys:
+            masks = {k[len("module."):] if isinstance(k, str) and k.startswith("module.") else k: v
+                     for k, v in dict(state["masks_dict"]).items()}
+            state = {"masks_dict": masks}
         self.check_state(state)
         if "masks_dict" in state and "format" not in state:
-            masks = dict(state["masks_dict"])
-            if normalize_dataparallel_keys:
-                masks = {k[len("module."):] if k.startswith("module.") else k: v for k, v in masks.items()}
-            self.masks.load_state_dict({"masks_dict": masks})
+            self.masks.load_state_dict({"masks_dict": dict(state["masks_dict"])})
             return
         saved = state["policies"]
         self.masks.load_state_dict(state["masks"])

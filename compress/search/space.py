@@ -167,7 +167,7 @@ class SearchSpace:
         self.startup_trials = startup_trials
         self.reference = copy.deepcopy(dict(reference)) if reference is not None else dense_reference(schedule)
         self.file = file
-        self._lines = dict(lines or {})
+        self._lines = lines if lines is not None else {}  # a LineMap walks its paths; it is never listed
 
     # --- reading -------------------------------------------------------------------------------------------
 
@@ -181,7 +181,7 @@ class SearchSpace:
     def from_dict(cls, data: Any, *, file: Optional[str] = None,
                   lines: Optional[Mapping[KeyPath, int]] = None) -> SearchSpace:
         """Build from data already loaded; see :meth:`from_file`."""
-        lines = dict(lines or {})
+        lines = lines if lines is not None else {}
 
         def error(message: str, *path: Union[str, int]) -> ScheduleError:
             return _located(message, path, file, lines)

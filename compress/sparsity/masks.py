@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set
 import torch
 from torch import nn
 
-from compress.errors import CheckpointError
+from compress.errors import CheckpointError, describe
 from compress.sparsity.names import ParameterIndex
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ def _multiply_(tensors: List[torch.Tensor], masks: List[torch.Tensor]) -> None:
         for t, m in zip(tensors, masks):
             t.mul_(m)
 
+
+#: The per-parameter masking modes a mask state lists (besides the masks).
+MODES = ("forward_only", "double_copies", "mask_gradients")
 
 # The default of MaskStore.fill_from_numel (see MaskStore._zero_pruned_).
 FILL_FROM_NUMEL = 1 << 24
@@ -193,7 +196,7 @@ class MaskStore:
         (self.forward_only.add if forward_only else self.forward_only.discard)(name)
         (self.double_copies.add if double_copies else self.double_copies.discard)(name)
         has_hook = name in self._grad_hooks
-        if mask_gradients and not has_hook:
+        if mask_gradients and not has_hook and self.index.params[name].requires_grad:  # a frozen weight has none
             self._grad_hooks[name] = self.index.params[name].register_hook(
                 lambda grad, n=name: grad * self._masks[n] if n in self._masks else grad)
         elif not mask_gradients and has_hook:
@@ -312,7 +315,7 @@ class MaskStore:
         loaded = self.parse_masks(state)
         for name in list(self._masks):
             self.remove_mask(name)
-        modes = {k: set(state.get(k, ())) for k in ("forward_only", "double_copies", "mask_gradients")}
+        modes = {k: set(state.get(k, ())) for k in MODES}
         for name in loaded:
             self.configure(name, forward_only=name in modes["forward_only"],
                            double_copies=name in modes["double_copies"],
@@ -320,19 +323,33 @@ class MaskStore:
         for name, mask in loaded.items():
             self.set_mask(name, mask, reset_state=False)
 
+    def _known(self, name: str) -> bool:
+        try:
+            self.index.canonical(name)
+        except LookupError:
+            return False
+        return True
+
     def parse_masks(self, state: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
         """Check saved masks against the model; canonical name → bool mask on the parameter's device.
 
         Raises:
             CheckpointError: a name matches no parameter or a mask has the wrong shape.
         """
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"mask state must be a mapping, got {describe(state)}")
         raw = state.get("masks", state.get("masks_dict"))
         if not isinstance(raw, Mapping):
             raise CheckpointError("mask state has neither 'masks' nor 'masks_dict'")
+        unknown = [k for k in state if k not in ("masks", "masks_dict") + MODES]
+        if unknown:
+            raise CheckpointError(f"mask state: unknown field {describe(unknown[0])}")
         loaded: Dict[str, torch.Tensor] = {}
         for key, mask in raw.items():
             if mask is None:
                 continue
+            if not isinstance(key, str):
+                raise CheckpointError(f"mask {describe(key)}: a mask is named by its parameter, a string")
             try:
                 name = self.index.canonical(key)
             except LookupError as exc:
@@ -342,6 +359,10 @@ class MaskStore:
                 shape = tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__
                 raise CheckpointError(f"mask {key!r} has shape {shape}, parameter {name!r} has {tuple(param.shape)}")
             loaded[name] = mask.to(device=param.device) != 0
+        for mode in MODES:
+            names = state.get(mode, [])
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and self._known(n) for n in names):
+                raise CheckpointError(f"mask state: {mode} must list parameters of the model, got {describe(names)}")
         return loaded
 
 

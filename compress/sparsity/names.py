@@ -7,7 +7,8 @@ against the whole name. Each name is resolved to the *canonical* name of the ten
 * a tied weight is one tensor under its first name (``decoder.weight`` → ``encoder.weight`` in a tied LM);
 * a re-parametrised weight is the parameter behind it: AWD-LSTM's weight drop trains ``weight_hh_l0_raw``
   and recomputes ``weight_hh_l0`` every forward pass, and ``torch.nn.utils.parametrize`` trains
-  ``parametrizations.weight.original``;
+  ``parametrizations.weight.original``; a weight computed from several parameters (weight norm's magnitude
+  ``g`` and direction ``v``) cannot be pruned by a mask on either, and its name is refused with the reason;
 * a model wrapped in ``DataParallel``/``DistributedDataParallel`` answers with or without ``module.``.
 
 A name or pattern that matches nothing raises :class:`LookupError` with the closest real names.
@@ -71,17 +72,44 @@ def split_gate_selector(pattern: str) -> Tuple[str, Optional[List[str]]]:
     return m.group("base"), [g.strip() for g in m.group("gates").split(",") if g.strip()]
 
 
-def _alias_names(name: str) -> List[str]:
-    """Names under which a user may refer to the trained parameter ``name``."""
-    out = []
-    if name.endswith("_raw"):
-        out.append(name[: -len("_raw")])
-    parts = name.split(".")
-    # x.parametrizations.weight.original  ->  x.weight
-    for i in range(len(parts) - 2):
-        if parts[i] == "parametrizations" and parts[i + 2] in ("original", "original0"):
-            out.append(".".join(parts[:i] + [parts[i + 1]] + parts[i + 3:]))
-    return out
+_ORIGINAL = re.compile(r"^(?:(.*)\.)?parametrizations\.([^.]+)\.(original\d*)$")
+
+
+def _reparametrised(model: nn.Module, params: Dict[str, nn.Parameter]
+                    ) -> Tuple[Dict[str, str], Dict[str, str], Dict[str, str]]:
+    """Names of re-parametrised weights: ``{alias: trained parameter}``, ``{alias: why it cannot be pruned}`` and
+    ``{trained parameter: why a pattern or a default set leaves it out}``.
+
+    A weight computed from one parameter (weight drop, a one-tensor parametrization) is that parameter. A weight
+    computed from several (weight norm's magnitude ``g`` and direction ``v``, as ``original0``/``original1`` or
+    ``weight_g``/``weight_v``) is none of them: a mask on ``g`` zeroes whole output rows, and a row of ``v`` pruned
+    to zeros has norm 0 and makes the weight NaN. Its name is refused with that reason, and patterns and default
+    weight sets leave its parts out; naming a part exactly still selects it.
+    """
+    aliases: Dict[str, str] = {}
+    parts: Dict[str, List[str]] = {}
+    for name in params:
+        if name.endswith("_raw"):  # AWD-LSTM's weight drop trains weight_hh_l0_raw
+            aliases[name[: -len("_raw")]] = name
+        match = _ORIGINAL.match(name)
+        if match:
+            module, tensor = match.group(1), match.group(2)
+            parts.setdefault(f"{module}.{tensor}" if module else tensor, []).append(name)
+        if name.endswith("_g") and name[:-2] + "_v" in params:  # torch.nn.utils.weight_norm (the old hooks)
+            parts[name[:-2]] = [name, name[:-2] + "_v"]
+    ambiguous: Dict[str, str] = {}
+    unsafe: Dict[str, str] = {}
+    for alias, names in parts.items():
+        if len(names) == 1:
+            aliases[alias] = names[0]
+            continue
+        reason = (f"{alias!r} is computed from {' and '.join(names)} (weight norm): a mask on the magnitude zeroes "
+                  f"whole rows, and a row of the direction pruned to zeros has norm 0 and makes the weight NaN; "
+                  f"remove the weight norm (torch.nn.utils.parametrize.remove_parametrizations, or "
+                  f"remove_weight_norm) to prune it")
+        ambiguous[alias] = reason
+        unsafe.update((n, reason) for n in names)
+    return aliases, ambiguous, unsafe
 
 
 class ParameterIndex:
@@ -114,10 +142,10 @@ class ParameterIndex:
             canonical = by_id[id(p)]
             if name != canonical:
                 self.aliases[name] = canonical
-        for canonical in self.params:
-            for alias in _alias_names(canonical):
-                if alias not in self.params:
-                    self.aliases.setdefault(alias, canonical)
+        reparametrised, self.ambiguous, self.unsafe = _reparametrised(model, self.params)
+        for alias, canonical in reparametrised.items():
+            if alias not in self.params:
+                self.aliases.setdefault(alias, canonical)
         for name in list(self.params) + list(self.aliases):
             if name.startswith("module."):
                 self.aliases.setdefault(name[len("module."):], self.aliases.get(name, name))
@@ -139,7 +167,22 @@ class ParameterIndex:
                 return candidate
             if candidate in self.aliases:
                 return self.aliases[candidate]
+            if candidate in self.ambiguous:
+                raise LookupError(self.ambiguous[candidate])
         raise LookupError(self.no_match_message(name))
+
+    @staticmethod
+    def is_pattern(text: str) -> bool:
+        """True for a glob or an ``re:`` pattern (a gate selector aside), False for an exact name.
+
+        Example:
+            >>> ParameterIndex.is_pattern("rnn.weight_*"), ParameterIndex.is_pattern("rnn.weight_hh_l0")
+            (True, False)
+            >>> ParameterIndex.is_pattern("rnn.weight_hh_l0[gate=f]")
+            False
+        """
+        text = split_gate_selector(text)[0]
+        return text.startswith("re:") or bool(_GLOB_CHARS & set(text))
 
     def resolve(self, pattern: str, gates: bool = False) -> List[str]:
         """Canonical names matched by an exact name, a glob or an ``re:`` pattern, in model order.
@@ -173,7 +216,15 @@ class ParameterIndex:
         if not hits:
             raise LookupError(self.no_match_message(pattern))
         found = {n if n in self.params else self.aliases[n] for n in hits}
-        return [n for n in self.params if n in found]
+        usable = found - set(self.unsafe)
+        if not usable:
+            raise LookupError(f"{pattern!r} matches only parts of re-parametrised weights: "
+                              f"{self.unsafe[sorted(found)[0]]}")
+        return [n for n in self.params if n in usable]
+
+    def maskable(self) -> List[str]:
+        """Canonical names of the parameters a default weight set may hold (not the parts of a weight norm)."""
+        return [n for n in self.params if n not in self.unsafe]
 
     def _select(self, name: str, wanted: List[str], pattern: str) -> str:
         layout = self.gates.get(name)

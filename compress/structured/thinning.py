@@ -62,7 +62,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from compress.errors import ArgumentError, CompressError
+from compress.errors import ArgumentError, CheckpointError, CompressError, describe
 from compress.modules.rnn import ModularGRU, ModularLSTM
 from compress.sparsity.names import ParameterIndex
 from compress.structured.units import RECURRENT_TYPES, RecurrentLayout, UnitLayer, recurrent_layout
@@ -456,36 +456,65 @@ def is_thinned_state(state: Mapping[str, Any]) -> bool:
 def thinned_skeleton(model: nn.Module, state: Union[str, os.PathLike, Mapping[str, Any]]) -> nn.Module:
     """``model`` (a dense model of the architecture, any weights) thinned to the shapes of a saved thinned model.
 
-    Load the weights into the result afterwards (``load_state_dict`` or :func:`compress.load_checkpoint`).
+    Load the weights into the result afterwards (``load_state_dict`` or :func:`compress.load_checkpoint`). The
+    torch RNG is as it was (building the smaller layers draws no numbers for the caller to see).
 
     Args:
         model: a freshly built dense model; not changed.
         state: a thinned model's ``state_dict``, or a checkpoint file (:func:`compress.save_checkpoint`).
 
     Raises:
-        CheckpointError: the file is unreadable.
-        CompressError: the state does not fit the model's architecture.
+        CheckpointError: the file is unreadable, or (naming the file and the tensor) does not fit the model's
+            architecture.
+        CompressError: a ``state_dict`` given in memory does not fit the model's architecture: a layer of units
+            missing, units that are not distinct indices of the layer's hidden units, a weight of another rank,
+            or wider than the dense one.
     """
+    source = None
     if not isinstance(state, Mapping):
         from compress.io.checkpoint import read_checkpoint  # the checkpoint module imports the scheduler
 
+        source = os.fspath(state)
         state = read_checkpoint(state)["model"]
     elif "model" in state and isinstance(state.get("model"), Mapping) and "format" in state:
         state = state["model"]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return _skeleton(model, state)
+    except CompressError as exc:
+        if source is None:
+            raise
+        raise CheckpointError(f"{source}: model: {exc}") from None
+
+
+def _saved_units(key: str, value: Any, hidden_size: int) -> torch.Tensor:
+    """A ``units_l{k}`` buffer: distinct indices of the dense layer's ``hidden_size`` units, at least one."""
+    if not torch.is_tensor(value) or value.dim() != 1 or value.is_floating_point() or value.is_complex() \
+            or value.dtype == torch.bool or value.numel() == 0:
+        raise CompressError(f"{key!r}: expected a non-empty 1-d tensor of unit indices, got {describe(value)}")
+    units = value.long()
+    if int(units.min()) < 0 or int(units.max()) >= hidden_size or units.unique().numel() != units.numel():
+        raise CompressError(f"{key!r}: expected distinct unit indices in [0, {hidden_size}), got {describe(units)}")
+    return units
+
+
+def _skeleton(model: nn.Module, state: Mapping[str, Any]) -> nn.Module:
     index = ParameterIndex(model)
     plan = ThinningPlan()
-    units: Dict[str, Dict[int, torch.Tensor]] = {}
+    units: Dict[str, Dict[int, Tuple[str, Any]]] = {}
     for key, value in state.items():
-        match = _UNITS_BUFFER.match(key)
+        match = _UNITS_BUFFER.match(key) if isinstance(key, str) else None
         if match and torch.is_tensor(value):
-            units.setdefault(match.group(1) or "", {})[int(match.group(2))] = value.long()
+            units.setdefault(match.group(1) or "", {})[int(match.group(2))] = key, value
     for module, per_layer in units.items():
         rnn = _find(model, module)
-        if not isinstance(rnn, RECURRENT_TYPES) or len(per_layer) != rnn.num_layers:
-            raise CompressError(f"the saved model thins {module!r} into {len(per_layer)} layers; the model's "
-                                f"{module!r} is a {type(rnn).__name__}")
-        plan.units[module] = kept_units = [per_layer[k] for k in range(rnn.num_layers)]
+        if not isinstance(rnn, RECURRENT_TYPES) or sorted(per_layer) != list(range(rnn.num_layers)):
+            raise CompressError(f"the saved model thins {module!r} into layers {sorted(per_layer)}; the model's "
+                                f"{module!r} is a {type(rnn).__name__}"
+                                + (f" of {rnn.num_layers} layers" if isinstance(rnn, RECURRENT_TYPES) else ""))
         layout = recurrent_layout(rnn, module)
+        plan.units[module] = kept_units = [_saved_units(*per_layer[k], layout.hidden_size)
+                                           for k in range(rnn.num_layers)]
         for k, kind, old, new in _renamed(index, module, layout):
             saved = state.get(new)
             if not torch.is_tensor(saved):
@@ -496,6 +525,13 @@ def thinned_skeleton(model: nn.Module, state: Union[str, os.PathLike, Mapping[st
             if kind == "weight_hh":
                 cut[1] = kept
             elif kind == "weight_ih":
+                dense = index.params[old]
+                if saved.dim() != 2 or not 0 < saved.shape[1] <= dense.shape[1]:
+                    raise CompressError(f"{new!r} has shape {tuple(saved.shape)}; a thinned {kind} has at most "
+                                        f"the dense one's {dense.shape[1]} columns")
+                feeding = layout.directions * kept_units[k - 1].numel() if k else None  # the layer below's output
+                if feeding is not None and saved.shape[1] != feeding:
+                    raise CompressError(f"{new!r} takes {saved.shape[1]} inputs; the layer below keeps {feeding}")
                 cut[1] = torch.arange(saved.shape[1])  # which inputs they were does not matter for a skeleton
             plan.keep[old] = cut
     for name, param in index.params.items():
@@ -504,7 +540,8 @@ def thinned_skeleton(model: nn.Module, state: Union[str, os.PathLike, Mapping[st
         saved = state.get(name)
         if not torch.is_tensor(saved) or saved.shape == param.shape:
             continue
-        if saved.dim() != param.dim() or saved.shape[0] != param.shape[0] or param.dim() != 2:
+        if saved.dim() != param.dim() or saved.shape[0] != param.shape[0] or param.dim() != 2 \
+                or not 0 < saved.shape[1] <= param.shape[1]:
             raise CompressError(f"{name!r} has shape {tuple(saved.shape)} in the saved model and "
                                 f"{tuple(param.shape)} in this one; thinning only removes columns of such weights")
         plan.keep[name] = {1: torch.arange(saved.shape[1])}

@@ -97,7 +97,7 @@ def _partner_weight(name: str, selected: Sequence[str]) -> Optional[str]:
 
 def _resolve_weights(index: ParameterIndex, weights: Union[None, str, Sequence[str]]) -> List[str]:
     if weights is None:
-        return list(index.params)
+        return index.maskable()
     patterns = [weights] if isinstance(weights, str) else list(weights)
     if not patterns:
         raise ArgumentError("weights", "lists no weights")

@@ -6,7 +6,8 @@ from typing import Dict
 import torch
 
 from compress import options
-from compress.context import HookContext
+from compress.context import HookContext, Timing
+from compress.errors import ArgumentError
 from compress.pruning.base import Pruner, Target, WeightSpec
 from compress.pruning.ramps import baidu_threshold
 from compress.registry import register_pruner
@@ -44,6 +45,12 @@ class BaiduRNNPruner(Pruner):
         self.q = options.number("q", q, minimum=0)
         self.ramp_epoch_offset = options.integer("ramp_epoch_offset", ramp_epoch_offset, minimum=0)
         self.ramp_slope_mult = options.number("ramp_slope_mult", ramp_slope_mult, minimum=0)
+
+    def check_timing(self, timing: Timing) -> None:
+        try:
+            baidu_threshold(self.q, self.ramp_epoch_offset, self.ramp_slope_mult, timing.first, timing)
+        except ValueError as exc:
+            raise ArgumentError("ramp_epoch_offset", str(exc)) from None
 
     def threshold(self, step: HookContext) -> float:
         return baidu_threshold(self.q, self.ramp_epoch_offset, self.ramp_slope_mult, step.epoch, step.timing)

@@ -27,8 +27,17 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError, CheckpointError
-from compress.pruning.base import RegrowingPruner, Target, TopologyUpdate, WeightSpec, resolve_weights
+from compress.errors import ArgumentError
+from compress.pruning.base import (
+    RegrowingPruner,
+    Target,
+    TopologyUpdate,
+    WeightSpec,
+    empty,
+    excluding,
+    frozen,
+    resolve_weights,
+)
 from compress.pruning.criteria import prune_regrow as pr
 from compress.pruning.ramps import cosine_decay
 from compress.registry import register_pruner
@@ -39,6 +48,10 @@ log = logging.getLogger(__name__)
 DECAY_MODES = ("cosine", "constant")
 UPDATE_WORDS = ("epoch", "never")   # update_frequency's words; otherwise it is a number of minibatches
 _SEED_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+# Regrown weights start at zero and must train back: a frozen weight cannot, and an empty one has no topology.
+_CANNOT_REGROW = excluding(frozen, empty)
 
 
 def _density_from(density: Any, sparsity: Any) -> float:
@@ -84,7 +97,9 @@ class DynamicSparsityPruner(RegrowingPruner):
         density: fraction of the listed weights kept, in (0, 1]; or give ``sparsity`` = 1 - density.
         sparsity: fraction pruned, in [0, 1).
         weights: names or patterns of the weights; default every parameter with 2 or more dimensions whose name
-            does not contain ``bias`` (embedding and softmax included; a tied pair is one tensor).
+            does not contain ``bias`` (embedding and softmax included; a tied pair is one tensor). Frozen
+            (``requires_grad=False``) and empty parameters are left out of the default and of patterns, and
+            refused by exact name: a regrown weight starts at zero and must train.
         sparse_init: ``uniform`` (every layer at ``density``) or ``ER`` (Erdős–Rényi: density proportional to
             ``(rows + cols) / (rows * cols)``, scaled to the global density).
         death: ``magnitude`` (smallest ``|w|`` per layer), ``SET`` (smallest positive and negative weights
@@ -194,11 +209,13 @@ class DynamicSparsityPruner(RegrowingPruner):
     def bind(self, index: ParameterIndex) -> None:
         """Resolve the weights: the listed ones, or every non-bias parameter of 2+ dimensions."""
         if self.weight_patterns:
-            self.weights = resolve_weights(index, self.weight_patterns)
+            self.weights = resolve_weights(index, self.weight_patterns, exclude=_CANNOT_REGROW)
         else:
-            self.weights = [n for n, p in index.params.items() if "bias" not in n and p.dim() >= 2]
+            self.weights = [n for n in index.maskable()
+                            if "bias" not in n and index.params[n].dim() >= 2 and not _CANNOT_REGROW(index.params[n])]
             if not self.weights:
-                raise ArgumentError("weights", "the model has no parameter of 2 or more dimensions to make sparse")
+                raise ArgumentError("weights", "the model has no trainable, non-empty parameter of 2 or more "
+                                               "dimensions to make sparse")
         self._index = index
 
     # -- schedule ----------------------------------------------------------------------------------------------
@@ -371,12 +388,32 @@ class DynamicSparsityPruner(RegrowingPruner):
                 "weights": list(self.weights),
                 "momentum": {n: m.detach().clone() for n, m in self.momentum.items()}}
 
+    def check_state(self, state: Any) -> None:
+        options.fields((), state, self.state_dict())
+        saved = options.names("weights", state.get("weights", self.weights), allow_empty=True)
+        if self.weights and saved != list(self.weights):
+            raise ArgumentError("weights", f"the saved state covers weights {saved}, this pruner {self.weights}")
+        initialised = options.boolean("initialised", state.get("initialised", False))
+        targets = options.sequence("targets", state.get("targets", []), options.integer, minimum=0)
+        if initialised and len(targets) != len(self.weights):
+            raise ArgumentError("targets", f"expected one count per weight ({len(self.weights)}), got {len(targets)}")
+        params = self._index.params if self._index is not None else {}
+        for i, (name, count) in enumerate(zip(self.weights, targets)):
+            if name in params and count > params[name].numel():
+                raise ArgumentError(("targets", i), f"{count} active weights in {name!r}, which has "
+                                                    f"{params[name].numel()}")
+        options.number("threshold", state.get("threshold", self.initial_threshold), minimum=0)
+        for key in ("events", "steps"):
+            options.integer(key, state.get(key, 0), minimum=0)
+        options.optional(options.integer, "decay_steps", state.get("decay_steps"), minimum=0)
+        options.integer("seed", state.get("seed", self.seed))
+        self.check_per_weight("momentum", state.get("momentum", {}), lambda k, v: options.tensor(
+            k, v, params[k[-1]].shape if k[-1] in params else None))
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         if not state:
             return
-        saved = list(state.get("weights", self.weights))
-        if self.weights and saved != list(self.weights):
-            raise CheckpointError(f"{self.name}: the saved state covers weights {saved}, this pruner {self.weights}")
         self.initialised = bool(state.get("initialised", False))
         self.targets = [int(t) for t in state.get("targets", [])]
         self.threshold = float(state.get("threshold", self.initial_threshold))

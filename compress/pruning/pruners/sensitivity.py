@@ -61,5 +61,10 @@ class SensitivityPruner(PerWeightPruner):
     def state_dict(self) -> Dict[str, Any]:
         return {"stds": dict(self.stds)}
 
+    def check_state(self, state: Any) -> None:
+        options.fields((), state, ["stds"])
+        self.check_per_weight("stds", state.get("stds", {}), lambda k, v: options.number(k, v, minimum=0))
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.stds = dict(state.get("stds", {}))
+        self.check_state(state)
+        self.stds = {n: float(v) for n, v in state.get("stds", {}).items()}

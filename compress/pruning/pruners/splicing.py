@@ -7,7 +7,7 @@ import torch
 
 from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError
+from compress.errors import ArgumentError, describe
 from compress.pruning.base import PerWeightPruner
 from compress.registry import register_pruner
 
@@ -90,5 +90,16 @@ class SplicingPruner(PerWeightPruner):
     def state_dict(self) -> Dict[str, Any]:
         return {"stats": {n: list(v) for n, v in self.stats.items()}}
 
+    def check_state(self, state: Any) -> None:
+        def mean_and_std(key, value):
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise ArgumentError(key, f"expected [mean, std], got {describe(value)}")
+            options.number(key + (0,), value[0], minimum=0)
+            options.number(key + (1,), value[1], minimum=0)
+
+        options.fields((), state, ["stats"])
+        self.check_per_weight("stats", state.get("stats", {}), mean_and_std)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.stats = {n: tuple(v) for n, v in state.get("stats", {}).items()}
+        self.check_state(state)
+        self.stats = {n: (float(v[0]), float(v[1])) for n, v in state.get("stats", {}).items()}

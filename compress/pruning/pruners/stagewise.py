@@ -136,7 +136,7 @@ class StageWisePruner(SearchingPruner):
             raise ArgumentError("grouping", f"unknown grouping {grouping!r} "
                                             f"(expected one of {', '.join(STRATEGIES)})")
         self.grouping = grouping
-        self.weight_patterns = None if weights is None else ([weights] if isinstance(weights, str) else list(weights))
+        self.weight_patterns = None if weights is None else options.names("weights", weights)
         self.group_spec = groups
         options.choice("search", search, SEARCHES)
         given = {k: v for k, v in dict(step=step, min_step=min_step, population=population,
@@ -210,6 +210,18 @@ class StageWisePruner(SearchingPruner):
     def state_dict(self) -> Dict[str, Any]:
         return {"rates": dict(self.rates) if self.rates is not None else None}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def check_state(self, state: Any) -> None:
+        options.fields((), state, ["rates"])
         rates = state.get("rates")
-        self.rates = dict(rates) if rates is not None else None
+        if rates is None:
+            return
+        groups = [g.name for g in self.groups]
+        for group, rate in options.mapping("rates", rates).items():
+            if group not in groups:
+                raise ArgumentError(("rates", group), f"is not a group of this pruner ({', '.join(groups)})")
+            options.fraction(("rates", group), rate, allow_one=True)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
+        rates = state.get("rates")
+        self.rates = {g: float(r) for g, r in rates.items()} if rates is not None else None

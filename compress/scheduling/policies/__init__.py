@@ -20,11 +20,11 @@ from compress.scheduling.policies.iterative import IterativePruningPolicy
 from compress.scheduling.policies.lr import LRPolicy
 from compress.scheduling.policies.pruning import PruningPolicy, policy_pruners
 from compress.scheduling.policies.quantization import QuantizationPolicy
-from compress.scheduling.policies.regularization import RegularizationPolicy
+from compress.scheduling.policies.regularization import REGULARIZATION_POLICY_ARGS, RegularizationPolicy
 
 __all__ = ["ScheduledTrainingPolicy", "PolicyLoss", "LossComponent", "PruningPolicy", "DynamicSparsityPolicy",
            "IterativePruningPolicy", "LRPolicy", "RegularizationPolicy", "QuantizationPolicy", "policy_for",
-           "policy_pruners"]
+           "policy_pruners", "REGULARIZATION_POLICY_ARGS"]
 
 
 def policy_for(pruner: Pruner, args: Optional[Mapping[str, Any]] = None) -> PruningPolicy:

@@ -11,6 +11,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
+from compress import options
 from compress.context import HookContext, Timing
 from compress.sparsity.masks import MaskStore
 from compress.sparsity.names import ParameterIndex
@@ -103,7 +104,18 @@ class ScheduledTrainingPolicy:
     def state_dict(self) -> Dict[str, Any]:
         return {}
 
+    def check_state(self, state: Any) -> None:
+        """Raise unless :meth:`load_state_dict` accepts ``state`` and training can go on from it; changes nothing.
+
+        The default accepts what :meth:`state_dict` writes now: the same fields, each of the same kind
+        (:func:`compress.options.like`). The scheduler checks every policy's state before it loads any.
+
+        Raises:
+            ArgumentError: naming the field that is wrong.
+        """
+        options.like((), state, self.state_dict())
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
+        self.check_state(state)
 
 

@@ -70,6 +70,7 @@ class DynamicSparsityPolicy(PruningPolicy):
 
     def bind(self, index: ParameterIndex) -> None:
         self.pruner.bind(index)
+        self.pruner.check_timing(self.timing)
 
     def attach(self, masks: MaskStore) -> None:
         """Agree on rank 0's seed (masks themselves come at the first active epoch) and watch for evaluation

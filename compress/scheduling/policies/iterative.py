@@ -6,8 +6,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
+from compress import options
 from compress.context import HookContext
-from compress.errors import ArgumentError
+from compress.errors import ArgumentError, describe
 from compress.pruning.base import SearchingPruner
 from compress.pruning.criteria.groups import count_pruned
 from compress.pruning.rate_search.search import call_evaluate
@@ -15,6 +16,11 @@ from compress.scheduling.policies.pruning import PruningPolicy
 from compress.sparsity.masks import MaskStore
 
 log = logging.getLogger(__name__)
+
+
+PHASES = ("search", "retrain", "done")
+#: The fields of a snapshot of the best recovered model (``best``, ``iteration_best`` in the state).
+SNAPSHOT_FIELDS = ("value", "epoch", "sparsity", "rates", "weights", "masks")
 
 
 class IterativePruningPolicy(PruningPolicy):
@@ -219,7 +225,54 @@ class IterativePruningPolicy(PruningPolicy):
                 "stop_reason": self.stop_reason, "history": [dict(h) for h in self.history],
                 "best": self.best, "iteration_best": self.iteration_best}
 
+    def check_state(self, state: Any) -> None:
+        options.fields((), state, self.state_dict())
+        with options.under("pruner"):
+            self.pruner.check_state(state.get("pruner", {}))
+        phase = options.choice("phase", state.get("phase", self.phase), PHASES)
+        for key in ("iteration", "epochs_retrained", "retries_left"):
+            options.integer(key, state.get(key, 0), minimum=0)
+        options.optional(options.number, "baseline", state.get("baseline"))
+        options.number("scale", state.get("scale", 1.0), minimum=0, min_open=True)
+        options.optional(options.integer, "last_search_epoch", state.get("last_search_epoch"), minimum=0)
+        stop_reason = state.get("stop_reason")
+        if stop_reason is not None and not isinstance(stop_reason, str):
+            raise ArgumentError("stop_reason", f"expected a string or null, got {describe(stop_reason)}")
+        history = options.sequence("history", state.get("history", []), options.mapping, allow_empty=True)
+        for key in ("best", "iteration_best"):
+            if state.get(key) is not None:
+                with options.under(key):
+                    self._check_snapshot(state[key])
+        if phase == "retrain":
+            for key in ("baseline", "best"):
+                if state.get(key) is None:
+                    raise ArgumentError(key, "a policy in its retraining phase has one; this state has none")
+            if not history:
+                raise ArgumentError("history", "a policy in its retraining phase has a search in its history")
+
+    def _check_snapshot(self, snapshot: Any) -> None:  # what _snapshot wrote and _restore will read
+        params = {n: self.store.parameter(n) for n in self.pruner.weights} if self.store is not None else {}
+        options.fields((), snapshot, SNAPSHOT_FIELDS)
+        lacking = [k for k in SNAPSHOT_FIELDS if k not in snapshot]  # _snapshot writes all; _restore reads all
+        if lacking:
+            raise ArgumentError(lacking[0], f"missing: a snapshot has {', '.join(SNAPSHOT_FIELDS)}")
+        options.number("value", snapshot.get("value"))
+        options.optional(options.integer, "epoch", snapshot.get("epoch"), minimum=0)
+        options.fraction("sparsity", snapshot.get("sparsity"), allow_one=True)
+        rates = options.mapping("rates", snapshot.get("rates"), allow_empty=True)  # _restore: dict(rates)
+        self.pruner.check_state({"rates": dict(rates) or None})
+        weights = options.mapping("weights", snapshot.get("weights"), allow_empty=True)
+        for name in self.pruner.weights:
+            if name not in weights:
+                raise ArgumentError("weights", f"lacks {name!r}")
+        for part in ("weights", "masks"):
+            for name, value in options.mapping(part, snapshot.get(part, {}), allow_empty=True).items():
+                if name not in self.pruner.weights:
+                    raise ArgumentError((part, name), "is not a weight of this pruner")
+                options.tensor((part, name), value, params[name].shape if name in params else None)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         self.pruner.load_state_dict(state.get("pruner", {}))
         for key in ("phase", "iteration", "epochs_retrained", "baseline", "scale", "retries_left",
                     "last_search_epoch", "stop_reason", "best", "iteration_best"):

@@ -5,6 +5,7 @@ from typing import Any, Dict, Mapping
 
 import torch
 
+from compress import options
 from compress.context import HookContext
 from compress.distributed import mean_over_ranks
 from compress.scheduling.policies.base import ScheduledTrainingPolicy
@@ -56,7 +57,14 @@ class LRPolicy(ScheduledTrainingPolicy):
     def state_dict(self) -> Dict[str, Any]:
         return {"lr_scheduler": self.lr_scheduler.state_dict()}
 
+    def check_state(self, state: Any) -> None:
+        """The saved scheduler's fields must be of the kinds this one's are (torch's schedulers load any dict)."""
+        options.fields((), state, ["lr_scheduler"])
+        if "lr_scheduler" in state:
+            options.like("lr_scheduler", state["lr_scheduler"], self.lr_scheduler.state_dict(), exact=False)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         if "lr_scheduler" in state:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
 

@@ -88,6 +88,7 @@ class PruningPolicy(ScheduledTrainingPolicy):
         if self.levels is not None:
             self.pruner.levels = dict(self.levels)
         self.pruner.bind(index)
+        self.pruner.check_timing(self.timing)
 
     def attach(self, masks: MaskStore) -> None:
         """Set the masking modes of the pruner's weights (gradient hooks where ``mask_gradients``)."""
@@ -144,7 +145,13 @@ class PruningPolicy(ScheduledTrainingPolicy):
     def state_dict(self) -> Dict[str, Any]:
         return {"pruner": self.pruner.state_dict()}
 
+    def check_state(self, state: Any) -> None:
+        options.fields((), state, ["pruner"])
+        with options.under("pruner"):
+            self.pruner.check_state(state.get("pruner", {}))
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         self.pruner.load_state_dict(state.get("pruner", {}))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
+from compress import options
 from compress.context import HookContext
 from compress.errors import ArgumentError
 from compress.scheduling.policies.base import ScheduledTrainingPolicy
@@ -51,7 +52,18 @@ class QuantizationPolicy(ScheduledTrainingPolicy):
     def state_dict(self) -> Dict[str, Any]:
         return {"quantizer": self.quantizer.state_dict()} if hasattr(self.quantizer, "state_dict") else {}
 
+    def check_state(self, state: Any) -> None:
+        options.fields((), state, self.state_dict())
+        if "quantizer" in state:
+            with options.under("quantizer"):
+                check = getattr(self.quantizer, "check_state", None)
+                if check is not None:
+                    check(state["quantizer"])
+                else:
+                    options.like((), state["quantizer"], self.quantizer.state_dict())
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         if "quantizer" in state and hasattr(self.quantizer, "load_state_dict"):
             self.quantizer.load_state_dict(state["quantizer"])
 

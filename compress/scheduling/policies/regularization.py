@@ -14,6 +14,9 @@ from compress.scheduling.policies.base import (
 )
 from compress.sparsity.names import ParameterIndex
 
+#: The policy ``args`` a regularizer's policy takes.
+REGULARIZATION_POLICY_ARGS = ("keep_mask",)
+
 
 class RegularizationPolicy(ScheduledTrainingPolicy):
     """Add a regularizer's loss before the backward pass in active epochs.
