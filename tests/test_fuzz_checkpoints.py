@@ -395,6 +395,18 @@ def test_a_thinned_checkpoint_with_impossible_units_is_refused_naming_the_file_a
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def test_a_thinned_checkpoint_whose_decoder_fits_no_layer_is_refused_naming_it(tmp_path):
+    state = torch.load(io.BytesIO(thinned_bytes()), weights_only=True)
+    for key in [k for k, v in state["model"].items() if k.startswith(("decoder", "encoder")) and v.dim() == 2]:
+        state["model"][key] = state["model"][key][:, :-1].clone()   # one column fewer than any layer keeps
+    path = tmp_path / "t.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"t\.pt: model: '(de|en)coder\.weight' keeps \d+ columns, which fits no"):
+        thinned_skeleton(make_model("lstm"), path)
+    torch.save(torch.load(io.BytesIO(thinned_bytes()), weights_only=True), path)
+    assert thinned_skeleton(make_model("lstm"), path) is not None   # the undamaged file still builds
+
+
 STATS = {"rnn.cells.0.fc_gate_x": {"inputs": {0: {"min": -1.0, "max": 1.0, "avg_min": -0.5, "avg_max": 0.5,
                                                   "mean": 0.0, "std": 0.3, "shape": "(4, 8)"}},
                                    "output": {"min": -2.0, "max": 2.0, "mean": 0.1, "std": 0.5}}}

@@ -502,6 +502,10 @@ def _skeleton(model: nn.Module, state: Mapping[str, Any]) -> nn.Module:
     index = ParameterIndex(model)
     plan = ThinningPlan()
     units: Dict[str, Dict[int, Tuple[str, Any]]] = {}
+    # A weight outside the recurrent modules loses columns only as a consumer of a module's last layer (a
+    # decoder, a projection) or as the producer of its first layer's input (a tied embedding): its width is one
+    # of these, whichever it is (the file does not say which tensor reads which layer).
+    widths = set()
     for key, value in state.items():
         match = _UNITS_BUFFER.match(key) if isinstance(key, str) else None
         if match and torch.is_tensor(value):
@@ -515,6 +519,7 @@ def _skeleton(model: nn.Module, state: Mapping[str, Any]) -> nn.Module:
         layout = recurrent_layout(rnn, module)
         plan.units[module] = kept_units = [_saved_units(*per_layer[k], layout.hidden_size)
                                            for k in range(rnn.num_layers)]
+        widths.add(layout.directions * kept_units[-1].numel())
         for k, kind, old, new in _renamed(index, module, layout):
             saved = state.get(new)
             if not torch.is_tensor(saved):
@@ -533,6 +538,8 @@ def _skeleton(model: nn.Module, state: Mapping[str, Any]) -> nn.Module:
                 if feeding is not None and saved.shape[1] != feeding:
                     raise CompressError(f"{new!r} takes {saved.shape[1]} inputs; the layer below keeps {feeding}")
                 cut[1] = torch.arange(saved.shape[1])  # which inputs they were does not matter for a skeleton
+                if k == 0:
+                    widths.add(saved.shape[1])
             plan.keep[old] = cut
     for name, param in index.params.items():
         if name in plan.renamed:
@@ -544,6 +551,9 @@ def _skeleton(model: nn.Module, state: Mapping[str, Any]) -> nn.Module:
                 or not 0 < saved.shape[1] <= param.shape[1]:
             raise CompressError(f"{name!r} has shape {tuple(saved.shape)} in the saved model and "
                                 f"{tuple(param.shape)} in this one; thinning only removes columns of such weights")
+        if saved.shape[1] not in widths:
+            raise CompressError(f"{name!r} keeps {saved.shape[1]} columns, which fits no thinned layer: the "
+                                f"recurrent layers it can read or feed keep {sorted(widths)}")
         plan.keep[name] = {1: torch.arange(saved.shape[1])}
     return apply_plan(model, plan)
 
