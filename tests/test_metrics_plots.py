@@ -167,3 +167,19 @@ def test_trainer_keeps_schedule_epochs_only_when_asked_and_then_warns(capsys):
     train(parse_args(flags + ["--keep-schedule-epochs"]))
     out = capsys.readouterr().out
     assert "regrown weights that never trained" in out and "Mask (%)" in out
+
+
+def test_a_resumed_run_counts_pruned_and_regrown_positions_against_the_masks_it_resumed_with(tmp_path):
+    model, optimizer, scheduler = _dst(2, 10)
+    compress.save_checkpoint(str(tmp_path / "c.pt"), model, optimizer, scheduler)
+    model, optimizer, scheduler = _dst(0, 10)
+    resumed = []
+    scheduler.add_metrics_callback(resumed.append)
+    compress.load_checkpoint(str(tmp_path / "c.pt"), model, optimizer, scheduler)
+    x = torch.randn(8, 6)
+    run_epochs(model, scheduler, optimizer, [x, x], 1, start=2, loss=lambda m, batch, i: m(batch).square().mean())
+    first = resumed[0]
+    pruned_positions = sum(int((~m).sum()) for _, m in scheduler.masks.items())
+    # counted against the dense model, every pruned position would count; against the resumed masks only the
+    # epoch's prune-and-regrow event does, which keeps the density
+    assert first["epoch"] == 2 and 0 < first["pruned/total"] == first["regrown/total"] < pruned_positions

@@ -29,6 +29,7 @@ and plain data only and loads with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import abc
 import copy
 import logging
 import os
@@ -394,7 +395,7 @@ class QuantizedGRUCell(nn.Module):
         return torch.lerp(n, state, rz[..., hsz:])  # n + z * (h - n)
 
 
-class _QuantizedRNN(_ModularRNN):
+class _QuantizedRNN(_ModularRNN, abc.ABC):
     """Shared forward of the real recurrent layers: ATen's C++ loop when possible, else the Python loop of
     :class:`~compress.modules.ModularLSTM` over the quantized cells."""
 
@@ -462,9 +463,9 @@ class _QuantizedRNN(_ModularRNN):
         dtype = torch.qint8 if self.cells[0].fc_gate_x.fmt.kind == "int8" else torch.float16
         return self._aten_call(input, hx, params, dtype)
 
+    @abc.abstractmethod
     def _aten_call(self, input, hx, params, dtype):
         """ATen's quantized recurrent kernel for this layer type (each subclass names its own)."""
-        raise NotImplementedError
 
 
 class QuantizedLSTM(_QuantizedRNN):

@@ -113,7 +113,13 @@ class CompressionScheduler:
         """
         if not callable(callback):
             raise TypeError(f"add_metrics_callback: {callback!r} is not callable")
+        if not self._metrics_callbacks:  # the first record's counts are against the masks held now
+            self._snapshot_metrics_masks()
         self._metrics_callbacks.append(callback)
+
+    def _snapshot_metrics_masks(self) -> None:
+        """The masks the next metrics record counts pruned/regrown positions against (none: the dense model)."""
+        self._metrics_masks = {name: mask.clone() for name, mask in self.masks.items()} or None
 
     def add_policy(self, policy: Union[ScheduledTrainingPolicy, Pruner], epochs: Optional[Sequence[int]] = None,
                    starting_epoch: Optional[int] = None, ending_epoch: Optional[int] = None,
@@ -330,7 +336,12 @@ class CompressionScheduler:
         self.check_state(state)
         if "masks_dict" in state and "format" not in state:
             self.masks.load_state_dict({"masks_dict": dict(state["masks_dict"])})
-            return
+        else:
+            self._load_policies_and_position(state)
+        if self._metrics_callbacks:  # a resumed run's first record counts against the masks it resumed with
+            self._snapshot_metrics_masks()
+
+    def _load_policies_and_position(self, state: Mapping[str, Any]) -> None:
         saved = state["policies"]
         self.masks.load_state_dict(state["masks"])
         for (_, _, policy), entry in zip(self.policies, saved):
