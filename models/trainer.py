@@ -159,6 +159,7 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.manual_seed(args.seed)
+    joins_group = not torch.distributed.is_initialized()  # a group the caller made is the caller's to end
     rank, world_size, device = init_from_environment(args.cuda)
     say = print if rank == 0 else _silent
     if args.tf32:
@@ -204,7 +205,8 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
         # rank 0's clock decides, so that every rank stops at the same epoch
         if args.time_budget and broadcast_object(time.time() - started + epoch_seconds > args.time_budget):
             say(f"time budget reached after epoch {epoch - 1}; continue with --resume {args.save}")
-            finish()
+            if joins_group:
+                finish()
             return {"unfinished": True, "epoch": epoch - 1}
         epoch_start = time.time()
         scheduler.on_epoch_begin(epoch, optimizer)
@@ -252,7 +254,8 @@ def train(args: argparse.Namespace, schedule: Optional[Mapping[str, Any]] = None
             history = compress.reports.read_metrics_csv(args.metrics_csv)
         say(f"plot: {compress.plot_sparsity_history(history, args.plot, title=result['name'])}")
     say(f"done in {time.time() - started:.1f}s")
-    finish()
+    if joins_group:
+        finish()
     if args.results and rank == 0:
         with open(args.results, "a") as f:
             f.write(json.dumps(result) + "\n")
